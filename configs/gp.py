@@ -1,0 +1,76 @@
+"""GeneralPoints (the generalized 24 game): GP-L (text) and GP-VL (card image).
+
+    --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
+      variant: l (default) | vl
+      mode:    play (default; the interactive demo)
+      preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
+
+Examples:
+    jaxrl-gen play --config=configs/gp.py:vl --workdir=/tmp/gp
+    jaxrl-gen play --config=configs/gp.py:l --config.env.ood=True --config.env.face_cards_as_10=False
+
+Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
+defaults:
+    env.target            24: the number the formula must reach.
+    env.face_cards_as_10  True: J/Q/K count 10 (the ID rule); False: 11/12/13 (rule OOD).
+    env.ood               False: True forces one J/Q/K in every hand (rule-OOD evaluation).
+    env.color             suit colours of every card: 'mixed' (GP-L) | 'black' (GP-VL train and
+                          ID) | 'red' (GP-VL visual OOD).
+    env.deal              'independent' (the code: each card uniform over 13 ranks and the
+                          colour's suits, repeats possible) | 'deck' (the paper's text: 4 cards
+                          without replacement from the deck of the allowed suits).
+    env.verify_iter       5: graded attempts per hand (sequential revision).
+    env.verification      True: revise after a failure; False: one attempt per episode (the
+                          recognition evaluations).
+    env.forced_fail_step  True: after the budget, one more generation is graded -1 and the
+                          episode is truncated (the reference); False: truncate on the last
+                          graded attempt.
+    env.reward_mode       'paper': one reward per attempt from the paper's table (+5, -1, -2,
+                          -3, -1.5), first failing check decides, exact arithmetic |
+                          'legacy': the reference code's additive table (incl. +1 "partial"
+                          and the float-rounding 0).
+    env.language_only     True for GP-L; False for GP-VL (adds the image and the card
+                          recognition check).
+    env.resolution        1200: the GP-VL canvas side in pixels.
+    env.formula_label     False: True draws the paper-era "Formula:" label on the image.
+    env.card_assets       '': draw card faces with Pillow; a folder of {S,H,D,C}{A,2..9,T,J,Q,K}.png
+                          reproduces the reference observation pixel for pixel.
+"""
+
+import ml_collections
+
+from jaxrl_gen import config_lib
+
+VARIANTS = ("l", "vl")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  choice = config_lib.parse_arg(arg, variants=VARIANTS, default_variant="l")
+  vision = choice.variant == "vl"
+
+  config = ml_collections.ConfigDict()
+  config.task = "gp"
+  config.variant = choice.variant
+  config.mode = choice.mode
+  config.seed = 42
+
+  config.env = ml_collections.ConfigDict()
+  config.env.target = 24
+  config.env.face_cards_as_10 = True
+  config.env.ood = False
+  config.env.color = "black" if vision else "mixed"
+  config.env.deal = "independent"
+  config.env.verify_iter = 5
+  config.env.verification = True
+  config.env.forced_fail_step = True
+  config.env.reward_mode = "paper"
+  config.env.language_only = not vision
+  config.env.resolution = 1200
+  config.env.formula_label = False
+  config.env.card_assets = ""
+
+  config.model = ml_collections.ConfigDict()
+  config.model.preset = choice.preset
+
+  config.lock()
+  return config

@@ -1,0 +1,5 @@
+"""`python -m jaxrl_gen` is the `jaxrl-gen` command."""
+
+from jaxrl_gen.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""One module per `jaxrl-gen` subcommand, each with `main(config, workdir)`."""

@@ -1,0 +1,19 @@
+"""Pure-function environments. `get(task)` returns a task module that follows `core.Env`."""
+
+from __future__ import annotations
+
+import importlib
+
+TASKS = {"gp": "jaxrl_gen.envs.general_points"}
+
+
+def get(task: str):
+  """The environment module of a task name ('gp', ...)."""
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+  return importlib.import_module(TASKS[task])
+
+
+def params_from_config(config):
+  """The task's frozen `EnvParams` built from `config.env` (field names are the same)."""
+  return get(config.task).EnvParams(**config.env.to_dict())

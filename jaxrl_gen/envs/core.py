@@ -1,0 +1,106 @@
+"""The environment protocol: pure functions over immutable state.
+
+Every task module (`general_points`, `virl`) exposes
+
+    state, obs = reset(key, params)
+    state, obs, reward, terminated, truncated, info = step(state, answer_text, params)
+    reward, message = verify(answer_text, ground_truth, params)
+
+`params` is a frozen dataclass of the variant, `state` an immutable value, `obs` a
+`Conversation`: the chat the model answers next. There is no global or hidden RNG: `reset`
+derives everything from `key`, `step` is deterministic. The environment never touches JAX
+arrays; `key` may be a JAX PRNG key, which is turned into an integer seed here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+FEEDBACK_PREFIX = "You failed this trial because "
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+  """One chat message. `image` is set only on the turn that carries the observation image."""
+
+  role: str  # 'user' | 'assistant'
+  text: str
+  image: Any = None  # PIL.Image.Image or None
+
+  def __post_init__(self):
+    if self.role not in ("user", "assistant", "system"):
+      raise ValueError(f"Turn.role must be 'user', 'assistant' or 'system', got {self.role!r}")
+
+
+Conversation = tuple[Turn, ...]
+
+
+def to_chat(conversation: Sequence[Turn]) -> list[dict]:
+  """The conversation as the message list `apply_chat_template` takes (HF content parts)."""
+  messages = []
+  for turn in conversation:
+    content = [{"type": "image"}] if turn.image is not None else []
+    content.append({"type": "text", "text": turn.text})
+    messages.append({"role": turn.role, "content": content})
+  return messages
+
+
+def images(conversation: Sequence[Turn]) -> list:
+  """The images of a conversation, in order (what the image processor receives)."""
+  return [turn.image for turn in conversation if turn.image is not None]
+
+
+def revise(conversation: Conversation, answer: str, message: str) -> Conversation:
+  """Sequential revision: the failed answer and the verifier's feedback appended."""
+  return conversation + (
+      Turn("assistant", answer),
+      Turn("user", FEEDBACK_PREFIX + message),
+  )
+
+
+def seed_from_key(key: Any) -> int:
+  """An integer seed from an int or a JAX PRNG key (typed or raw uint32), without JAX ops."""
+  if isinstance(key, (int, np.integer)):
+    if key < 0:
+      raise ValueError(f"seed must be non-negative, got {key}")
+    return int(key)
+  data = key
+  if getattr(getattr(key, "dtype", None), "name", "").startswith("key"):
+    import jax  # only typed keys need JAX to expose their bits
+
+    data = jax.random.key_data(key)
+  words = np.asarray(data).astype(np.uint64).ravel()
+  seed = 0
+  for word in words:
+    seed = (seed << 32) | int(word)
+  return seed
+
+
+def rng(key: Any) -> np.random.Generator:
+  """The NumPy generator a reset draws from: deterministic per key."""
+  return np.random.default_rng(seed_from_key(key))
+
+
+class Env(Protocol):
+  """What a task module provides (a module satisfies this structurally)."""
+
+  reset: Callable
+  step: Callable
+  verify: Callable
+
+
+def reset_batch(env: Env, keys: Sequence[Any], params) -> tuple[list, list]:
+  """`reset` over many keys; returns (states, observations)."""
+  pairs = [env.reset(key, params) for key in keys]
+  return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def step_batch(env: Env, states: Sequence, answers: Sequence[str], params) -> tuple[list, ...]:
+  """`step` over parallel episodes; returns lists (states, obs, rewards, terms, truncs, infos)."""
+  if len(states) != len(answers):
+    raise ValueError(f"{len(states)} states but {len(answers)} answers")
+  results = [env.step(s, a, params) for s, a in zip(states, answers)]
+  return tuple(list(column) for column in zip(*results)) if results else ([],) * 6

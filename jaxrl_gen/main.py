@@ -1,0 +1,128 @@
+"""The `jaxrl-gen` command line: `jaxrl-gen COMMAND --config=configs/FILE.py:ARG [flags]`.
+
+Each command is a module under `jaxrl_gen.commands` with a `main(config, workdir)` and any
+flags of its own. Bad input (an unknown command, an unknown `--config.key`, an invalid value)
+is one line on stderr and exit status 2, before anything is built or compiled.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxrl_gen import config_lib
+
+COMMANDS = {
+    "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
+}
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config: configs/FILE.py:ARG (then --config.a.b=value).",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, images, logs.")
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class UsageError(Exception):
+  """A one-line error about the command line."""
+
+
+def _usage() -> str:
+  lines = ["usage: jaxrl-gen COMMAND --config=configs/FILE.py:ARG [--config.a.b=value] [flags]",
+           "", "commands:"]
+  lines += [f"  {name:<12}{help_}" for name, (_, help_) in COMMANDS.items()]
+  lines += ["", "`jaxrl-gen COMMAND --help` lists a command's flags."]
+  return "\n".join(lines)
+
+
+def _resolve_config_path(argv: list[str]) -> list[str]:
+  """Lets `--config=configs/x.py:arg` work from any directory of a source checkout."""
+  out = []
+  for arg in argv:
+    if arg.startswith("--config="):
+      spec = arg[len("--config="):]
+      path, sep, rest = spec.partition(":")
+      if not os.path.exists(path) and os.path.exists(os.path.join(_REPO_ROOT, path)):
+        arg = f"--config={os.path.join(_REPO_ROOT, path)}{sep}{rest}"
+    out.append(arg)
+  return out
+
+
+def _load_config_file(spec: str):
+  """Imports a config file and calls `get_config(arg)`, as config_flags does."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise UsageError(f"--config: no such config file {path!r}")
+  module_spec = importlib.util.spec_from_file_location("_jaxrl_gen_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def _explain_flag_error(argv: list[str], error: Exception) -> str:
+  """Turns a flag-parsing failure into one line, naming the closest config keys."""
+  specs = [a[len("--config="):] for a in argv if a.startswith("--config=")]
+  if specs:
+    try:
+      config = _load_config_file(specs[-1])
+    except (UsageError, config_lib.ConfigError) as e:
+      return str(e)
+    for arg in argv:
+      if arg.startswith("--config."):
+        key = arg[len("--config."):].split("=", 1)[0]
+        if key not in config_lib.flat_keys(config):
+          close = config_lib.closest_keys(config, key)
+          hint = f"; did you mean {' or '.join('config.' + k for k in close)}?" if close else ""
+          return f"unknown config key config.{key}{hint}"
+  lines = [line for line in str(error).strip().splitlines() if line.strip()]
+  return lines[-1] if lines else type(error).__name__
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # absl, config files and overrides raise all sorts
+    print(f"jaxrl-gen: {_explain_flag_error(argv, e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(argv: list[str] | None = None):
+  """Console entry point."""
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(_usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  name = argv[1]
+  if name not in COMMANDS:
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    print(f"jaxrl-gen: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
+    sys.exit(2)
+  command = importlib.import_module(COMMANDS[name][0])  # defines the command's own flags
+  rest = _resolve_config_path(argv[2:])
+
+  def main(unused_argv):
+    config = _CONFIG.value
+    if config is None:
+      print("jaxrl-gen: --config is required, e.g. --config=configs/gp.py:l", file=sys.stderr)
+      sys.exit(2)
+    try:
+      config_lib.validate(config)
+    except config_lib.ConfigError as e:
+      print(f"jaxrl-gen: {e}", file=sys.stderr)
+      sys.exit(2)
+    command.main(config, FLAGS.workdir)
+
+  app.run(main, argv=[f"jaxrl-gen {name}"] + rest, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,55 @@
+"""jaxrl_gen: SFT and RL post-training of vision-language models in JAX, and what each does
+to generalization ("SFT Memorizes, RL Generalizes", Chu, Zhai et al., ICML 2025)."""
+
+import setuptools
+
+RUNTIME = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.11",
+    "ml-collections>=1.0",
+    "absl-py>=2.1",
+    "tensorflow-datasets>=4.9.9",
+    "array-record>=0.8",
+    "grain>=0.2.12",
+    "transformers>=4.56",
+    "tokenizers>=0.21",
+    "safetensors>=0.5",
+    "pillow>=10",
+    "numpy>=1.26",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+    "gymnasium>=1.0",
+    "tensorboardX>=2.6",
+]
+
+EXTRAS = {
+    # torch is a test-only dependency (the transformers reference models). Pin it exactly:
+    # a looser requirement pulls the CUDA build and gigabytes of packages.
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "hypothesis>=6.100",
+        "torch==2.13.0",
+        "transformers>=4.56",
+    ],
+    "tpu": ["jax[tpu]>=0.10"],
+    "gpu": ["jax[cuda12]>=0.10"],
+    "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+}
+
+setuptools.setup(
+    name="jaxrl_gen",
+    version="0.1.0",
+    description=__doc__.splitlines()[0],
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["jaxrl_gen", "jaxrl_gen.*"]),
+    include_package_data=True,
+    package_data={"jaxrl_gen": ["assets/**/*"]},
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["jaxrl-gen = jaxrl_gen.main:run"]},
+)

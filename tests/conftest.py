@@ -1,0 +1,24 @@
+"""Test-wide setup. Runs before any test module imports JAX, so the flags below take effect:
+8 simulated CPU devices for the sharding tests, CPU only, no model-hub access."""
+
+import os
+
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The reference card faces (MIT) beside the project, when this checkout has them.
+SHARED_CARDS = REPO_ROOT.parent / "shared" / "cards"
+
+
+@pytest.fixture
+def repo_root() -> pathlib.Path:
+  return REPO_ROOT
