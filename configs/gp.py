@@ -69,8 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.formula_label = False
   config.env.card_assets = ""
 
-  config.model = ml_collections.ConfigDict()
-  config.model.preset = choice.preset
+  config.model = config_lib.model_config(choice.preset)
 
   config.lock()
   return config

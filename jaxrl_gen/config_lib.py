@@ -71,6 +71,11 @@ def parse_arg(arg: str | None, *, variants: Iterable[str], default_variant: str,
   return Choice(**picked)
 
 
+def model_config(preset: str) -> ml_collections.ConfigDict:
+  """The `config.model` section every task config shares."""
+  return ml_collections.ConfigDict({"preset": preset})
+
+
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   """Every leaf key as a dotted path."""
   keys = []
