@@ -3,9 +3,10 @@
     python benchmarks/env_bench.py [--env gp] [--seconds 2]
 
 GeneralPoints figures: verifier answers/s per reward mode over a fixed mix of correct, wrong,
-malformed and hostile answers; solver hands/s with a cold cache (every distinct hand of ranks
-1..13 solved once); deals/s (warm solver cache, as in training) and resets/s for GP-L and GP-VL
-(the VL reset renders the 1200x1200 image). Each environment registers a function in `BENCHES`
+malformed and hostile answers (one in five hostile), and over each part alone; solver hands/s
+with a cold cache (every distinct hand of ranks 1..13 solved once); deals/s (warm solver cache,
+as in training) and resets/s for GP-L and GP-VL (the VL reset renders the 1200x1200 image from
+cached card faces). Each environment registers a function in `BENCHES`
 returning (name, count, seconds, unit) rows; V-IRL adds its own.
 """
 
@@ -38,10 +39,8 @@ def _timed(fn: Callable[[], int], seconds: float) -> tuple[int, float]:
       return count, elapsed
 
 
-def gp_answer_mix(hands: list, params) -> list[tuple]:
-  """(answer, hand) pairs: per hand a correct, a wrong-value, a wrong-number, a malformed and
-  a hostile answer (the hostile ones rotate through the worst cases we know)."""
-  hostile = [
+# The worst answers we know: 64K-character formulas, deep nesting, huge numbers, code.
+HOSTILE = [
       '{"formula": "' + "(" * 10_000 + "1+2" + ")" * 10_000 + '"}',
       "x" * (1 << 20),
       '{"formula": "9**9**9**9=24"}',
@@ -50,7 +49,12 @@ def gp_answer_mix(hands: list, params) -> list[tuple]:
       '"cards": [' * 50_000,
       '{"formula": "' + "1" * 5000 + '/0=24"}',
       '{"formula": "' + "+" * 60_000 + '"}',
-  ]
+]
+
+
+def gp_answer_mix(hands: list, params, hostile: bool = True) -> list[tuple]:
+  """(answer, hand) pairs: per hand a correct, a wrong-value, a wrong-number and a malformed
+  answer, and (with `hostile`) one of `HOSTILE` in turn."""
   mix = []
   for i, hand in enumerate(hands):
     n = hand.numbers
@@ -59,8 +63,9 @@ def gp_answer_mix(hands: list, params) -> list[tuple]:
         (gp.answer_text(hand.plain, n, f"{n[0]}+{n[1]}+{n[2]}+{n[3]}=24"), hand),
         (gp.answer_text(hand.plain, n, f"{n[0]}*{n[1]}+{n[2]}=24"), hand),
         (gp.answer_text(hand.plain, n, f"({n[0]}+{n[1]}*x{n[2]})-{n[3]}=24"), hand),
-        (hostile[i % len(hostile)], hand),
     ]
+    if hostile:
+      mix.append((HOSTILE[i % len(HOSTILE)], hand))
   return mix
 
 
@@ -69,13 +74,16 @@ def gp_benchmarks(seconds: float) -> list[tuple[str, int, float, str]]:
   rng = np.random.default_rng(0)
   for mode in ("paper", "legacy"):
     params = gp.EnvParams(reward_mode=mode)
-    mix = gp_answer_mix([gp.deal(rng, params) for _ in range(64)], params)
-
-    def verify_all(mix=mix, params=params):
-      for answer, hand in mix:
-        gp.verify(answer, hand, params)
-      return len(mix)
-    rows.append((f"verify ({mode} mode, answer mix)", *_timed(verify_all, seconds), "answers"))
+    hands = [gp.deal(rng, params) for _ in range(64)]
+    mixes = {"answer mix": gp_answer_mix(hands, params),
+             "no hostile": gp_answer_mix(hands, params, hostile=False),
+             "hostile only": [(answer, hands[0]) for answer in HOSTILE]}
+    for name, mix in mixes.items():
+      def verify_all(mix=mix, params=params):
+        for answer, hand in mix:
+          gp.verify(answer, hand, params)
+        return len(mix)
+      rows.append((f"verify ({mode}, {name})", *_timed(verify_all, seconds), "answers"))
 
   multisets = list(itertools.combinations_with_replacement(range(1, 14), 4))
 

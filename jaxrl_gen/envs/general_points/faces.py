@@ -70,9 +70,10 @@ def draw_rank(draw: ImageDraw.ImageDraw, rank: str, x0: float, y0: float, height
   k = height / 100
   stroke = max(1, round(12 * k))
   width_units, strokes = _GLYPHS[rank]
-  if turned:  # rotate 180 degrees inside the glyph box
-    def flip(p):
-      return (width_units - p[0], 100 - p[1])
+
+  def flip(p):  # rotate 180 degrees inside the glyph box
+    return (width_units - p[0], 100 - p[1])
+
   for shape in strokes:
     if shape[0] == "line":
       points = [flip(p) for p in shape[1]] if turned else shape[1]

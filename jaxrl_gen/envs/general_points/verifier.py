@@ -6,9 +6,11 @@ nothing is executed, and every check is linear in the formula's length.
 reward_mode='paper' (`decisions.md` row 3): one reward per attempt from the paper's table, the
 first failing check decides, exact rational arithmetic:
   GP-VL recognition -1.5 -> illegal characters -3 -> syntax -3 (the reference's adjacency
-  messages, plus an empty formula, a formula ending in an operator or '(', an unclosed '(')
+  messages, each kind once, plus an empty formula, a formula ending in an operator or '(', an
+  unclosed '(')
   -> number misuse -2 -> value == target +5 -> otherwise -1 (a division by zero is a wrong
-  value) with the reference's prefix diagnostics.
+  value) with the reference's prefix diagnostics. A number written with leading zeros ('03')
+  is that number, as the reference's number check reads it (its `eval` refuses the literal).
 reward_mode='legacy': the reference code's additive scoring, reproduced with our own parser:
   syntax and number penalties add up; with none, Python's int/float arithmetic decides +5; a
   formula Python cannot evaluate that starts some solution scores +1; the prefix walk scores -1,
