@@ -13,12 +13,14 @@ Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference va
 defaults:
     env.target            24: the number the formula must reach.
     env.face_cards_as_10  True: J/Q/K count 10 (the ID rule); False: 11/12/13 (rule OOD).
-    env.ood               False: True forces one J/Q/K in every hand (rule-OOD evaluation).
+    env.ood               False: True puts at least one J/Q/K in every hand (rule-OOD evaluation).
     env.color             suit colours of every card: 'mixed' (GP-L) | 'black' (GP-VL train and
                           ID) | 'red' (GP-VL visual OOD).
     env.deal              'independent' (the code: each card uniform over 13 ranks and the
                           colour's suits, repeats possible) | 'deck' (the paper's text: 4 cards
-                          without replacement from the deck of the allowed suits).
+                          without replacement from the deck of the allowed suits; with ood, one
+                          of them is drawn from that deck's J/Q/K first). Unsolvable hands are
+                          redrawn in both.
     env.verify_iter       5: graded attempts per hand (sequential revision).
     env.verification      True: revise after a failure; False: one attempt per episode (the
                           recognition evaluations).
@@ -28,10 +30,11 @@ defaults:
     env.reward_mode       'paper': one reward per attempt from the paper's table (+5, -1, -2,
                           -3, -1.5), first failing check decides, exact arithmetic |
                           'legacy': the reference code's additive table (incl. +1 "partial"
-                          and the float-rounding 0).
+                          and the float-rounding 0), Python float arithmetic. Both never run
+                          the answer: `jaxrl_gen/envs/general_points/verifier.py` has details.
     env.language_only     True for GP-L; False for GP-VL (adds the image and the card
                           recognition check).
-    env.resolution        1200: the GP-VL canvas side in pixels.
+    env.resolution        1200: the GP-VL canvas side in pixels (64..8192).
     env.formula_label     False: True draws the paper-era "Formula:" label on the image.
     env.card_assets       '': draw card faces with Pillow; a folder of {S,H,D,C}{A,2..9,T,J,Q,K}.png
                           reproduces the reference observation pixel for pixel.
