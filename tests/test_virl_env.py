@@ -253,7 +253,9 @@ def test_synthetic_data_sets_are_generated_once_and_deterministic(tmp_path, monk
   again = synth.ensure.__wrapped__("mini", 1, str(tmp_path / "a"))
   other = synth.ensure("mini", 1, str(tmp_path / "b"))
   assert first == again and os.path.basename(first) == os.path.basename(other)
-  for name in ("route_infos.json", "gps_pano_mapping.json"):
+  some_pano = os.path.join("street_views", mapping.read_json(
+      os.path.join(first, "gps_pano_mapping.json"))[-1][2] + ".jpg")
+  for name in ("route_infos.json", "gps_pano_mapping.json", some_pano):
     with open(os.path.join(first, name), "rb") as f, open(os.path.join(other, name), "rb") as g:
       assert f.read() == g.read()
   assert not os.path.exists(os.path.join(first, "splits.json"))

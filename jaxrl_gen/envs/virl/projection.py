@@ -13,7 +13,9 @@ With pitch 0 a view's yaw only shifts longitudes, so each output column reads on
 column and each output row's sampling position is the same for every heading. Sampling is
 separable: the panorama is resampled horizontally at the view's columns, then vertically
 at the (cached) rows. Interpolation is bicubic (Keys, a = -0.75, OpenCV's INTER_CUBIC, as
-the reference) or bilinear; columns wrap around, rows clamp.
+the reference) or bilinear; columns wrap around, rows clamp. Pixel centres sit at (u + 0.5) /
+W: the reference scaled by W - 1 instead, which shifts its columns by up to half a pixel and
+leaves a one-pixel seam.
 """
 
 from __future__ import annotations
@@ -72,8 +74,7 @@ def perspective(pano: np.ndarray, headings: Sequence[float], rotation: float = 0
   for heading in headings:
     cols = ((float(heading) + rotation + dlon) % 360.0) / 360.0 * width - 0.5
     col_index, col_weight = _taps(cols, interpolation)  # (size, T)
-    taps = pano[:, col_index % width]  # (H, size, T, C)
-    strips.append(np.einsum("hjtc,jt->hjc", taps, col_weight))
+    strips.append(np.einsum("hjtc,jt->hjc", pano[:, col_index % width], col_weight))
   strips = np.stack(strips)  # (N, H, size, C)
   columns = np.arange(size)[None, :, None]
   gathered = strips[:, row_index, columns]  # (N, size, size, T, C)

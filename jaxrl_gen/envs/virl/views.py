@@ -16,7 +16,7 @@ from jaxrl_gen.envs.virl import projection
 GUTTER = 5
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def load_pano(image_path: str, metadata_path: str) -> tuple[np.ndarray, float]:
   """A panorama as (H, W, 3) uint8 and its north rotation in degrees (cached per process)."""
   try:
