@@ -79,7 +79,7 @@ def build(route: Route, init_heading: int, index: PanoIndex, rng: np.random.Gene
   route order. Instruction indices follow the sentences: turn k at turning point k, move k on
   the forward points of leg k, and the destination shares the last "Move forward" sentence.
   (The reference advanced its index only on legs longer than 5 m, so after a shorter leg
-  every later point named the previous sentence; such legs do not occur in its data.)
+  every later point named the previous sentence; that slip is not reproduced.)
   Distances are haversine; the reference measured the 5 m and 8 m thresholds with geopy's
   ellipsoidal geodesic, which differs by well under 1%.
   """

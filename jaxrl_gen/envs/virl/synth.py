@@ -10,7 +10,8 @@ landmark's sign at its true bearing. Everything is deterministic per seed.
 
 Two data sets exist (`KINDS`): 'city', one city in the training style with train / held-out
 route splits; 'mini', the visual-OOD benchmark shaped like VLN_mini: 9 small cities in 9
-other styles, 2 routes each, in order. `ensure` generates one into a cache directory once.
+other styles, 2 routes each, in order (panoramas only on the streets those routes use).
+`ensure` generates one into a cache directory once.
 """
 
 from __future__ import annotations
