@@ -10,7 +10,7 @@ arcsin, and a 16-tap bicubic gather per pixel, i.e. what its `cv2.remap(INTER_CU
 computes), written in numpy, against `projection.perspective` (separable: with pitch 0 each
 output column reads one panorama column).
 
-`virl_figures()` returns the numbers for `benchmarks/env_bench.py`.
+`rows()` gives the figures to `benchmarks/env_bench.py`, which also prints them.
 """
 
 from __future__ import annotations
@@ -19,23 +19,14 @@ import argparse
 import math
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from env_bench import timed  # noqa: E402  (this directory is on sys.path when run as a script)
 from jaxrl_gen.envs import virl  # noqa: E402
 from jaxrl_gen.envs.virl import projection, routes, synth, views  # noqa: E402
-
-
-def _rate(fn, seconds: float) -> tuple[float, int]:
-  """Calls/s of `fn` (returning a count of items) over at least `seconds`."""
-  fn()  # warm caches
-  count, start = 0, time.perf_counter()
-  while time.perf_counter() - start < seconds:
-    count += fn()
-  return count / (time.perf_counter() - start), count
 
 
 def _steps(params, seed=[0]):  # noqa: B006 - a counter across calls
@@ -75,26 +66,26 @@ def reference_remap_view(pano: np.ndarray, heading: float, rotation: float, fov:
   return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def virl_figures(cache_dir: str = "", seconds: float = 3.0) -> dict:
-  """Steps/s and views/s on the default synthetic city (generated into `cache_dir` once)."""
+def rows(seconds: float = 3.0, cache_dir: str = "") -> list[tuple[str, int, float, str]]:
+  """(name, count, seconds, unit) rows on the default synthetic city (generated once)."""
   language = virl.EnvParams(cache_dir=cache_dir)
   vision = virl.EnvParams(cache_dir=cache_dir, language_only=False)
   city = virl.env.load(language)
   state, _ = virl.reset(0, language)
   pano, rotation = views.load_pano(*routes.pano_paths(city.root, state.point.pano_id))
-  figures = {"pano_shape": pano.shape}
-  figures["l_steps_per_s"], _ = _rate(lambda: _steps(language), seconds)
-  figures["vl_steps_per_s"], _ = _rate(lambda: _steps(vision), seconds)
+  out = [("V-IRL-L steps (expert, resets incl.)", *timed(lambda: _steps(language), seconds),
+          "steps"),
+         ("V-IRL-VL steps (a grid per step)", *timed(lambda: _steps(vision), seconds), "steps")]
   for interpolation in projection.INTERPOLATIONS:
-    figures[f"views_per_s_{interpolation}"], _ = _rate(lambda: len(projection.perspective(
-        pano, [0, 90, 180, 270], rotation, fov=90, size=640, interpolation=interpolation)),
-        seconds)
-  figures["views_per_s_peer_cubic"], _ = _rate(
-      lambda: len(reference_remap_view(pano, 30.0, rotation, 90, 640)[:1]), seconds)
-  figures["grids_per_s"], _ = _rate(lambda: len(views.render(
+    out.append((f"views 640px FOV90 ({interpolation})", *timed(lambda i=interpolation: len(
+        projection.perspective(pano, [0, 90, 180, 270], rotation, fov=90, size=640,
+                               interpolation=i)), seconds), "views"))
+  out.append(("views 640px, peer per-pixel remap", *timed(
+      lambda: len(reference_remap_view(pano, 30.0, rotation, 90, 640)[:1]), seconds), "views"))
+  out.append(("2x2 grids (4 cubic views -> 2405px)", *timed(lambda: len(views.render(
       pano, rotation, 0.0, view_headings=vision.view_headings, fov=90, view_size=640,
-      resolution=1200, interpolation="cubic")[:1]), seconds)
-  return figures
+      resolution=1200, interpolation="cubic")[:1]), seconds), "grids"))
+  return out
 
 
 def main():
@@ -104,16 +95,12 @@ def main():
   args = parser.parse_args()
   print(f"$ python {' '.join(sys.argv)}")
   print(f"synthetic city: {synth.ensure('city', 0, args.cache_dir)}")
-  f = virl_figures(args.cache_dir, args.seconds)
-  print(f"panorama {f['pano_shape'][1]}x{f['pano_shape'][0]}; views 640x640, FOV 90;"
-        " grid 2405x2405")
-  print(f"V-IRL-L  env steps/s (expert, reset included): {f['l_steps_per_s']:10.1f}")
-  print(f"V-IRL-VL env steps/s (one grid per step):      {f['vl_steps_per_s']:10.2f}")
-  print(f"views/s, projection.perspective cubic:         {f['views_per_s_cubic']:10.2f}")
-  print(f"views/s, projection.perspective bilinear:      {f['views_per_s_bilinear']:10.2f}")
-  print(f"views/s, peer (reference per-pixel remap):     {f['views_per_s_peer_cubic']:10.2f}")
-  print(f"  cubic speed-up over the peer: {f['views_per_s_cubic'] / f['views_per_s_peer_cubic']:.1f}x")
-  print(f"2x2 grids/s (4 cubic views + resize to 1200): {f['grids_per_s']:10.2f}")
+  rates = {}
+  for name, count, elapsed, unit in rows(args.seconds, args.cache_dir):
+    rates[name] = count / elapsed
+    print(f"{name:<40} {count / elapsed:>10,.2f} {unit}/s   ({count} in {elapsed:.2f} s)")
+  print(f"cubic views: {rates['views 640px FOV90 (cubic)'] / rates['views 640px, peer per-pixel remap']:.1f}x"
+        " the per-pixel remap peer")
 
 
 if __name__ == "__main__":
