@@ -78,31 +78,46 @@ def _shards(mesh_sizes: dict[str, int], entry) -> int:
   return math.prod(mesh_sizes.get(a, 1) for a in entry if a is not None)
 
 
-def sharding_for(shape: Sequence[int], axes: Sequence[str | None], mesh: Mesh, rules: Rules,
-                 name: str = "array") -> NamedSharding:
-  """The NamedSharding of an array; a dimension its shards do not divide is an error."""
+def spec_for(shape: Sequence[int], axes: Sequence[str | None], mesh_sizes: dict[str, int],
+             rules: Rules, name: str = "array") -> PartitionSpec:
+  """The PartitionSpec of an array; a dimension its shards do not divide is an error."""
   spec = logical_to_spec(axes, rules)
-  sizes = dict(mesh.shape)
   for dim, (size, entry) in enumerate(zip(shape, spec)):
-    if entry is not None and size % _shards(sizes, entry):
+    if entry is not None and size % _shards(mesh_sizes, entry):
       raise ShardingError(
           f"{name}: dimension {dim} ({axes[dim]}={size}) is not divisible by its"
-          f" {_shards(sizes, entry)} shards over mesh axes {entry}; change config.mesh.shape"
+          f" {_shards(mesh_sizes, entry)} shards over mesh axes {entry}; change config.mesh.shape"
           f" or config.mesh.rules")
-  return NamedSharding(mesh, spec)
+  return spec
+
+
+def sharding_for(shape: Sequence[int], axes: Sequence[str | None], mesh: Mesh, rules: Rules,
+                 name: str = "array") -> NamedSharding:
+  return NamedSharding(mesh, spec_for(shape, axes, dict(mesh.shape), rules, name))
 
 
 def _path_name(path) -> str:
   return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
-  """NamedShardings for an (abstract) `nnx.State`, from each Variable's `logical_axes`."""
+def _var_specs(state: nnx.State, mesh_sizes: dict[str, int], rules: Rules,
+               wrap: Callable = lambda spec: spec) -> nnx.State:
   def one(path, var):
     shape = var.get_value().shape
     axes = var.get_metadata().get("logical_axes") or (None,) * len(shape)
-    return var.replace(sharding_for(shape, axes, mesh, rules, _path_name(path)))
+    return var.replace(wrap(spec_for(shape, axes, mesh_sizes, rules, _path_name(path))))
   return jax.tree.map_with_path(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
+  """NamedShardings for an (abstract) `nnx.State`, from each Variable's `logical_axes`."""
+  return _var_specs(state, dict(mesh.shape), rules, lambda spec: NamedSharding(mesh, spec))
+
+
+def check_state(state: nnx.State, shape: Sequence[int], rules: Rules) -> None:
+  """Raises ShardingError (naming the parameter) if the resolved mesh `shape` cannot shard it."""
+  check_rules(rules)
+  _var_specs(state, dict(zip(MESH_AXES, shape)), rules)
 
 
 def logical_shardings(tree: Any, axes_tree: Any, mesh: Mesh, rules: Rules) -> Any:

@@ -20,7 +20,9 @@ _LAZY = {
     "KVCache": "jaxrl_gen.models.llama",
     "load_pretrained": "jaxrl_gen.models.hf",
     "save_pretrained": "jaxrl_gen.models.hf",
-    "create": "jaxrl_gen.models.build",
+    "create": "jaxrl_gen.models.mllama",
+    "abstract": "jaxrl_gen.models.mllama",
+    "param_count": "jaxrl_gen.models.mllama",
 }
 
 __all__ = ["ModelConfig", "RopeScaling", "TextConfig", "VisionConfig", "presets", *_LAZY]

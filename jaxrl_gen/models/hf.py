@@ -28,6 +28,7 @@ from safetensors.numpy import save_file
 from jaxrl_gen import parallel
 from jaxrl_gen.models.config import ModelConfig
 from jaxrl_gen.models.hf_config import CheckpointError, hf_config, read_config
+from jaxrl_gen.models import mllama
 from jaxrl_gen.models.mllama import Model
 
 INDEX = "model.safetensors.index.json"
@@ -226,7 +227,7 @@ def load_pretrained(path: str, *, mesh: jax.sharding.Mesh | None = None, dtype: 
   fields (remat, scan_layers, rules). With a mesh, parameters are sharded by the rules.
   """
   config = read_config(path, param_dtype=dtype, dtype=compute_dtype or dtype, **overrides)
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Model(config, rngs=nnx.Rngs(0))))
+  graphdef, abstract = mllama.abstract(config)
   maps = tensor_maps(config, abstract)
   files = _Files(path, config.vision is not None)
   _check(files, maps, config.text.tie_word_embeddings)

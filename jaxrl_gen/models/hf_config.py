@@ -114,13 +114,16 @@ def _rope_parameters(t: TextConfig) -> dict[str, Any]:
 
 def _text_dict(t: TextConfig) -> dict[str, Any]:
   eos = list(t.eos_token_id) if isinstance(t.eos_token_id, tuple) else t.eos_token_id
+  tokens = dict(bos_token_id=t.bos_token_id, eos_token_id=eos)
+  # Unset ids keep transformers' defaults (MllamaTextConfig insists on integers).
+  tokens = {k: v for k, v in tokens.items() if v is not None}
   return dict(
       vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
       num_attention_heads=t.num_heads, num_key_value_heads=t.num_kv_heads,
       intermediate_size=t.intermediate_size, rms_norm_eps=t.rms_norm_eps,
       rope_parameters=_rope_parameters(t), max_position_embeddings=t.max_position_embeddings,
-      tie_word_embeddings=t.tie_word_embeddings, bos_token_id=t.bos_token_id, eos_token_id=eos,
-      pad_token_id=t.pad_token_id, hidden_act="silu")
+      tie_word_embeddings=t.tie_word_embeddings, pad_token_id=t.pad_token_id, hidden_act="silu",
+      **tokens)
 
 
 def hf_config(config: ModelConfig, torch_dtype: str):

@@ -78,7 +78,12 @@ class Embed(nnx.Module):
     self.embedding = make_param(rngs, normal(), (num, dim), ("vocab", "embed"), param_dtype)
 
   def __call__(self, ids: jax.Array) -> jax.Array:
-    return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+    table = self.embedding[...]
+    if not jax.sharding.get_abstract_mesh().empty:
+      # Gather the (FSDP-sharded) table first, as for any weight before use: GSPMD cannot
+      # reshard a gather from a sharded table to batch-sharded rows efficiently.
+      table = jax.lax.with_sharding_constraint(table, jax.sharding.PartitionSpec())
+    return jnp.take(table, ids, axis=0).astype(self.dtype)
 
   def attend(self, x: jax.Array, num: int) -> jax.Array:
     table = self.embedding[...][:num].astype(self.dtype)

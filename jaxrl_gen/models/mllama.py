@@ -9,6 +9,7 @@ prefix match. Inputs use HF's names and shapes; the image path can run once per 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -167,3 +168,20 @@ class Model(nnx.Module):
       kernel = self.lm_head.kernel[...].astype(h.dtype)
       logits = jnp.einsum("bsd,dv->bsv", h, kernel, preferred_element_type=jnp.float32)
     return parallel.constrain(logits, ("batch", "length", "act_vocab"), self.config.rules)
+
+
+def abstract(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+  """(graphdef, state of ShapeDtypeStructs) of the model: shapes without memory."""
+  return nnx.split(nnx.eval_shape(lambda: Model(config, rngs=nnx.Rngs(0))))
+
+
+def param_count(config: ModelConfig) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(abstract(config)[1]))
+
+
+def create(config: ModelConfig, *, mesh: jax.sharding.Mesh | None = None, seed: int = 0) -> Model:
+  """A randomly initialised model; with a mesh its parameters are born sharded."""
+  make = lambda: Model(config, rngs=nnx.Rngs(seed))  # noqa: E731
+  if mesh is None:
+    return make()
+  return parallel.create_sharded(make, mesh, config.rules)

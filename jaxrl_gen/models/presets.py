@@ -90,8 +90,15 @@ def get(name: str, **overrides: Any) -> ModelConfig:
 
 
 def from_config(model: Any, mesh: Any = None) -> ModelConfig:
-  """ModelConfig from the task config's `config.model` (and `config.mesh` rules) sections."""
-  overrides = dict(dtype=model.dtype, param_dtype=model.param_dtype, remat=model.remat,
+  """ModelConfig from the task config's `config.model` (and `config.mesh` rules) sections.
+
+  dtype 'auto' is bfloat16 on accelerators and float32 on CPU.
+  """
+  dtype = model.dtype
+  if dtype == "auto":
+    import jax  # noqa: PLC0415  (only when resolving 'auto'; this module stays JAX-free)
+    dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  overrides = dict(dtype=dtype, param_dtype=model.param_dtype, remat=model.remat,
                    scan_layers=model.scan_layers)
   if mesh is not None:
     overrides["rules"] = tuple((name, tuple(t) if isinstance(t, list) else t)
