@@ -29,7 +29,7 @@ def save_params(model: mllama.Model, path: str) -> None:
     with open(os.path.join(path, CONFIG_FILE), "w") as f:
       f.write(model.config.to_json())
   with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(os.path.join(path, "params"), nnx.state(model, nnx.Param).to_pure_dict())
+    ckpt.save(os.path.join(path, "params"), nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     ckpt.wait_until_finished()
 
 
@@ -49,6 +49,6 @@ def load_params(path: str, *, mesh: jax.sharding.Mesh | None = None, **overrides
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, shardings)
   with ocp.StandardCheckpointer() as ckpt:
-    restored = ckpt.restore(os.path.join(path, "params"), target.to_pure_dict())
+    restored = ckpt.restore(os.path.join(path, "params"), nnx.to_pure_dict(target))
   nnx.replace_by_pure_dict(abstract, restored)
   return nnx.merge(graphdef, abstract)
