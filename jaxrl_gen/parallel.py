@@ -43,7 +43,8 @@ def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
   return shape
 
 
-def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(shape: Sequence[int] = (-1, 1, 1),
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A ('data', 'fsdp', 'tensor') mesh with GSPMD (Auto) axes; -1 takes the remaining devices."""
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(shape, len(devices))
@@ -120,11 +121,14 @@ def check_state(state: nnx.State, shape: Sequence[int], rules: Rules) -> None:
   _var_specs(state, dict(zip(MESH_AXES, shape)), rules)
 
 
+def _is_axes(x) -> bool:
+  return isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)
+
+
 def logical_shardings(tree: Any, axes_tree: Any, mesh: Mesh, rules: Rules) -> Any:
   """Shardings for a plain pytree of arrays given a matching tree of logical-axis tuples."""
-  is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
   return jax.tree.map(lambda axes, x: sharding_for(x.shape, axes, mesh, rules), axes_tree, tree,
-                      is_leaf=is_axes)
+                      is_leaf=_is_axes)
 
 
 def constrain(x: jax.Array, axes: Sequence[str | None], rules: Rules) -> jax.Array:
@@ -159,8 +163,7 @@ def global_batch(local: Any, mesh: Mesh, rules: Rules, axes: Any) -> Any:
   def one(x, ax):
     spec = logical_to_spec(ax, rules)
     return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), np.asarray(x))
-  is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
-  return jax.tree.map(lambda ax, x: one(x, ax), axes, local, is_leaf=is_axes)
+  return jax.tree.map(lambda ax, x: one(x, ax), axes, local, is_leaf=_is_axes)
 
 
 def is_main_process() -> bool:

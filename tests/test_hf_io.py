@@ -37,7 +37,8 @@ def test_round_trip_through_transformers(mllama_dir, tmp_path):
   # small shards force several files and an index
   hf.save_pretrained(hf.load_pretrained(path), str(tmp_path / "out"), max_shard_bytes=200_000)
   files = sorted(os.listdir(tmp_path / "out"))
-  assert "model.safetensors.index.json" in files and sum(f.endswith(".safetensors") for f in files) > 2
+  assert "model.safetensors.index.json" in files
+  assert sum(f.endswith(".safetensors") for f in files) > 2
   reloaded = transformers.MllamaForConditionalGeneration.from_pretrained(str(tmp_path / "out"))
   inputs = _inputs()
   np.testing.assert_array_equal(ref.logits(reloaded, **inputs), ref.logits(reference, **inputs))
@@ -49,11 +50,13 @@ def test_round_trip_through_transformers(mllama_dir, tmp_path):
 
 def test_tied_llama_round_trip(tmp_path):
   reference = ref.llama(tied=True)
-  hf.save_pretrained(hf.load_pretrained(ref.save(reference, tmp_path / "in")), str(tmp_path / "out"))
+  ours = hf.load_pretrained(ref.save(reference, tmp_path / "in"))
+  hf.save_pretrained(ours, str(tmp_path / "out"))
   assert "lm_head.weight" not in load_file(str(tmp_path / "out" / "model.safetensors"))
   reloaded = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "out"))
   ids = np.random.default_rng(0).integers(0, 96, (2, 5))
-  np.testing.assert_array_equal(ref.logits(reloaded, input_ids=ids), ref.logits(reference, input_ids=ids))
+  np.testing.assert_array_equal(ref.logits(reloaded, input_ids=ids),
+                                ref.logits(reference, input_ids=ids))
 
 
 def test_newer_transformers_naming_loads(mllama_dir, tmp_path):
@@ -62,7 +65,8 @@ def test_newer_transformers_naming_loads(mllama_dir, tmp_path):
   renamed = {}
   for name, array in load_file(os.path.join(path, "model.safetensors")).items():
     for old, new in (("language_model.model.", "model.language_model."),
-                     ("language_model.lm_head.", "lm_head."), ("vision_model.", "model.vision_model."),
+                     ("language_model.lm_head.", "lm_head."),
+                     ("vision_model.", "model.vision_model."),
                      ("multi_modal_projector.", "model.multi_modal_projector.")):
       if name.startswith(old):
         name = new + name[len(old):]
@@ -70,7 +74,8 @@ def test_newer_transformers_naming_loads(mllama_dir, tmp_path):
     renamed[name] = array
   save_file(renamed, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
   inputs = _inputs()
-  got = np.asarray(hf.load_pretrained(str(tmp_path))(**{k: np.asarray(v) for k, v in inputs.items()}).logits)
+  model = hf.load_pretrained(str(tmp_path))
+  got = np.asarray(model(**{k: np.asarray(v) for k, v in inputs.items()}).logits)
   assert np.abs(got - ref.logits(reference, **inputs)).max() <= 1e-4
 
 
@@ -105,7 +110,7 @@ CASES = {
     "missing shard": (lambda d, i: os.remove(d / i[Q]), "missing checkpoint shard model-000"),
     "wrong shape": (lambda d, i: _rewrite(d, i, Q, lambda t: t.update({Q: t[Q][:, :-1]})),
                     f"tensor '{Q}' in model-000"),
-    "unknown tensor": (lambda d, i: _rewrite(d, i, Q, lambda t: t.update(extra=np.zeros(2, np.float32))),
+    "unknown tensor": (lambda d, i: _rewrite(d, i, Q, lambda t: t.update(extra=np.zeros(2))),
                        "unexpected tensor 'extra' in model-000"),
     "missing tensor": (lambda d, i: _rewrite(d, i, Q, lambda t: t.pop(Q)), f"missing tensor '{Q}'"),
     "corrupt header": (lambda d, i: (d / i[Q]).write_bytes(b"\xff" * 8 + b"{not json"),

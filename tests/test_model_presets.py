@@ -12,6 +12,8 @@ from jaxrl_gen import config_lib
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.models.hf_config import hf_config
 
+BLOCK = ("self",) * 3 + ("cross", "self")  # Mllama's decoder block
+
 # Parameter counts of the released checkpoints (model cards / safetensors metadata).
 PUBLISHED = {
     "llama-3.2-1b": 1_235_814_400,
@@ -54,14 +56,16 @@ def test_vision_presets_are_transformers_mllama_defaults():
       if key not in ("dtype", "architectures", "transformers_version", "_name_or_path"):
         assert ours[section].get(key) == value, (section, key)
   big = presets.get("llama-3.2-90b-vision").text
-  assert (big.hidden_size, big.num_layers, big.num_heads, big.intermediate_size) == (8192, 100, 64, 28672)
-  assert big.cross_attention_layers == tuple(range(3, 100, 5)) and big.layer_pattern() == (20, ("self",) * 3 + ("cross", "self"))
+  shape = (big.hidden_size, big.num_layers, big.num_heads, big.intermediate_size)
+  assert shape == (8192, 100, 64, 28672)
+  assert big.cross_attention_layers == tuple(range(3, 100, 5))
+  assert big.layer_pattern() == (20, BLOCK)
 
 
 def test_tiny_matches_the_embedded_tokenizer_layout():
   tiny = presets.get("tiny")
   assert tiny.text.vocab_size == 2048 and tiny.text.num_embeddings == 2056
-  assert tiny.image_token_id == 2048 and tiny.text.layer_pattern() == (1, ("self",) * 3 + ("cross", "self"))
+  assert tiny.image_token_id == 2048 and tiny.text.layer_pattern() == (1, BLOCK)
   assert 50e6 < mllama.param_count(presets.get("small")) < 150e6
 
 
@@ -69,7 +73,8 @@ def test_preset_names_are_one_list_and_config_files_stay_jax_free(repo_root):
   assert config_lib.PRESETS == presets.NAMES
   with pytest.raises(ValueError, match="unknown model preset 'huge'"):
     presets.get("huge")
-  code = "import sys; from configs import gp; gp.get_config('vl,small'); print('jax' in sys.modules)"
+  code = ("import sys; from configs import gp; gp.get_config('vl,small');"
+          " print('jax' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True,
                        timeout=60, check=True)
   assert out.stdout.strip() == "False"

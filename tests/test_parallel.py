@@ -28,7 +28,8 @@ def test_logical_rules_to_partition_specs():
   rules = (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"), ("length", None))
   assert parallel.logical_to_spec(("embed", "mlp"), rules) == jax.P("fsdp", "tensor")
   # a mesh axis is used once: 'embed' cannot reuse fsdp after 'batch' took it
-  assert parallel.logical_to_spec(("batch", "length", "embed"), rules) == jax.P(("data", "fsdp"), None, None)
+  spec = parallel.logical_to_spec(("batch", "length", "embed"), rules)
+  assert spec == jax.P(("data", "fsdp"), None, None)
   assert parallel.logical_to_spec(("unknown", None), rules) == jax.P(None, None)
   with pytest.raises(parallel.ShardingError, match="'model' is not a mesh axis"):
     parallel.check_rules((("embed", "model"),))
@@ -88,7 +89,8 @@ def test_split_state_trains_under_jit_with_shardings():
     return -jnp.mean(jax.nn.log_softmax(logits)[..., 0])
 
   with jax.set_mesh(mesh):
-    grads = jax.jit(jax.grad(loss), in_shardings=(shardings, None), out_shardings=shardings)(state, ids)
+    step = jax.jit(jax.grad(loss), in_shardings=(shardings, None), out_shardings=shardings)
+    grads = step(state, ids)
   grad = grads["language_model"]["layers"][0]["self_attn"]["q_proj"]["kernel"][...]
   assert grad.sharding.spec == jax.P(None, "fsdp", "tensor", None)
   assert float(jnp.abs(grad).max()) > 0
@@ -99,7 +101,8 @@ def test_load_pretrained_on_mesh_is_sharded_and_exact(tmp_path):
   mesh = parallel.make_mesh((2, 2, 2))
   sharded, single = hf.load_pretrained(path, mesh=mesh), hf.load_pretrained(path)
   head = sharded.lm_head.kernel[...]
-  assert head.sharding.spec == jax.P("fsdp", "tensor") and head.addressable_shards[0].data.shape == (32, 48)
+  assert head.sharding.spec == jax.P("fsdp", "tensor")
+  assert head.addressable_shards[0].data.shape == (32, 48)
   np.testing.assert_array_equal(np.asarray(head), np.asarray(single.lm_head.kernel[...]))
   ids = jnp.asarray(np.random.default_rng(1).integers(0, 96, (4, 6)))
   with jax.set_mesh(mesh):
@@ -128,3 +131,17 @@ def test_config_validation_of_mesh_and_model():
   bad.model.remat = "everything"
   with pytest.raises(config_lib.ConfigError, match="config.model.remat='everything'"):
     config_lib.validate_model(bad, num_devices=8)
+
+
+def test_kv_cache_shards_by_its_logical_axes():
+  config = presets.get("tiny-text")
+  mesh = parallel.make_mesh((2, 2, 2))
+  model = mllama.create(config, mesh=mesh)
+  cache = model.init_cache(4, 16)
+  cache = jax.device_put(cache, parallel.logical_shardings(cache, cache.logical_axes(), mesh,
+                                                           config.rules))
+  assert cache.keys[0].sharding.spec == jax.P(None, ("data", "fsdp"), None, "tensor", None)
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, 2048, (4, 8)))
+  with jax.set_mesh(mesh):
+    out = nnx.jit(lambda m, x, c: m(x, cache=c))(model, ids, cache)
+  np.testing.assert_allclose(np.asarray(out.logits), np.asarray(model(ids).logits), atol=1e-5)

@@ -29,7 +29,8 @@ _FORMAT = flags.DEFINE_enum("format", None, ["hf", "orbax"],
                             "Destination format (default: the other format than the source's).")
 _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16", "float16"],
                            "Parameter dtype of the output (default: as loaded; float32 from HF).")
-_MESH = flags.DEFINE_list("mesh", ["1", "-1", "1"], "Mesh sizes of data,fsdp,tensor (-1: the rest).")
+_MESH = flags.DEFINE_list("mesh", ["1", "-1", "1"],
+                          "Mesh sizes of data,fsdp,tensor (-1: the rest).")
 _SHARD_GB = flags.DEFINE_float("max_shard_gb", 5.0, "Largest safetensors file written, in GB.")
 
 

@@ -138,17 +138,22 @@ class ModelConfig:
         raise ValueError(f"{name}={getattr(self, name)!r}: must be one of {DTYPES}")
     t = self.text
     if t.num_heads % t.num_kv_heads:
-      raise ValueError(f"num_heads={t.num_heads} is not a multiple of num_kv_heads={t.num_kv_heads}")
+      raise ValueError(f"num_heads={t.num_heads} is not a multiple of"
+                       f" num_kv_heads={t.num_kv_heads}")
     if any(not 0 <= i < t.num_layers for i in t.cross_attention_layers):
-      raise ValueError(f"cross_attention_layers {t.cross_attention_layers} outside 0..{t.num_layers - 1}")
+      raise ValueError(f"cross_attention_layers {t.cross_attention_layers} outside"
+                       f" 0..{t.num_layers - 1}")
     if self.vision is not None:
       v = self.vision
       if v.hidden_size % v.num_heads:
-        raise ValueError(f"vision hidden_size={v.hidden_size} not divisible by num_heads={v.num_heads}")
+        raise ValueError(f"vision hidden_size={v.hidden_size} not divisible by"
+                         f" num_heads={v.num_heads}")
       if any(not 0 <= i < v.num_layers for i in v.intermediate_layers):
-        raise ValueError(f"vision intermediate_layers {v.intermediate_layers} outside 0..{v.num_layers - 1}")
+        raise ValueError(f"vision intermediate_layers {v.intermediate_layers} outside"
+                         f" 0..{v.num_layers - 1}")
       if v.image_size % v.patch_size:
-        raise ValueError(f"image_size={v.image_size} is not a multiple of patch_size={v.patch_size}")
+        raise ValueError(f"image_size={v.image_size} is not a multiple of"
+                         f" patch_size={v.patch_size}")
 
   @property
   def is_multimodal(self) -> bool:
@@ -167,6 +172,8 @@ class ModelConfig:
     text_d = {k: tuples(v) for k, v in d["text"].items()}
     if text_d.get("rope_scaling") is not None:
       text_d["rope_scaling"] = RopeScaling(**text_d["rope_scaling"])
-    vision = VisionConfig(**{k: tuples(v) for k, v in d["vision"].items()}) if d.get("vision") else None
+    vision = None
+    if d.get("vision"):
+      vision = VisionConfig(**{k: tuples(v) for k, v in d["vision"].items()})
     rest = {k: tuples(v) for k, v in d.items() if k not in ("text", "vision")}
     return cls(text=TextConfig(**text_d), vision=vision, **rest)

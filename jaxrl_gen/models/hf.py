@@ -58,7 +58,8 @@ def _linear(names, stacked, in_shape, out_shape) -> TensorMap:
 
 def _copy(names, stacked, shape, hf_shape=None) -> TensorMap:
   if hf_shape is None or tuple(hf_shape) == tuple(shape):
-    return TensorMap(names, stacked, tuple(shape), tuple((d,) for d in shape), tuple(range(len(shape))))
+    return TensorMap(names, stacked, tuple(shape), tuple((d,) for d in shape),
+                     tuple(range(len(shape))))
   # one leading dim kept, the rest flattened into HF's second dim (tile embeddings)
   return TensorMap(names, stacked, tuple(hf_shape), ((shape[0],), tuple(shape[1:])),
                    tuple(range(len(shape))))
@@ -210,7 +211,8 @@ def _fill(files: _Files, m: TensorMap, shape, sharding, dtype) -> jax.Array:
   for entries in by_index.values():
     key = entries[0][1]
     if m.stacked:
-      block = np.stack([_read(files, m, m.names[r], key[1:]) for r in range(key[0].start, key[0].stop)])
+      layers = range(key[0].start, key[0].stop)
+      block = np.stack([_read(files, m, m.names[r], key[1:]) for r in layers])
     else:
       block = _read(files, m, m.names[0], key)
     block = block.astype(dtype)

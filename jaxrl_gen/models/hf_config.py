@@ -74,8 +74,9 @@ def _vision(cfg: Any, where: str) -> VisionConfig:
       supported_aspect_ratios=tuple(tuple(r) for r in cfg.supported_aspect_ratios),
       norm_eps=float(cfg.norm_eps))
   if cfg.vision_output_dim != v.output_dim:
-    raise CheckpointError(f"{where}: vision_output_dim={cfg.vision_output_dim} but hidden_size x"
-                          f" (1 + {len(v.intermediate_layers)} intermediate layers) = {v.output_dim}")
+    raise CheckpointError(
+        f"{where}: vision_output_dim={cfg.vision_output_dim} but hidden_size x (1 +"
+        f" {len(v.intermediate_layers)} intermediate layers) = {v.output_dim}")
   return v
 
 

@@ -47,7 +47,8 @@ def make_param(rngs: nnx.Rngs, init: Callable, shape: Sequence[int], axes: Axes,
   """An `nnx.Param` of `stack + shape` whose metadata names every dimension."""
   assert len(shape) == len(axes), (shape, axes)
   full = tuple(stack) + tuple(shape)
-  return nnx.Param(init(rngs.params(), full, dtype), logical_axes=("layers",) * len(stack) + tuple(axes))
+  axes = ("layers",) * len(stack) + tuple(axes)
+  return nnx.Param(init(rngs.params(), full, dtype), logical_axes=axes)
 
 
 class Dense(nnx.Module):

@@ -72,7 +72,8 @@ class SelfAttention(nnx.Module):
   def qkv(self, x, positions, inv_freq):
     q = layers.apply_rope(self.q_proj(x), positions, inv_freq)
     k = layers.apply_rope(self.k_proj(x), positions, inv_freq)
-    return checkpoint_name(q, "query"), checkpoint_name(k, "key"), checkpoint_name(self.v_proj(x), "value")
+    v = self.v_proj(x)
+    return checkpoint_name(q, "query"), checkpoint_name(k, "key"), checkpoint_name(v, "value")
 
 
 class CrossAttention(nnx.Module):
@@ -124,6 +125,15 @@ class CrossAttentionLayer(nnx.Module):
                                                  config.param_dtype, stack)
 
 
+def _write(stacks: tuple[jax.Array, ...], n: int, new: jax.Array, r, index):
+  """Writes `new` (B, S, KV, D) into cached stack n at repeat r, slots index.. ; returns the
+  updated stacks and that layer's whole cache (B, L, KV, D) in `new`'s dtype."""
+  stack = jax.lax.dynamic_update_slice(stacks[n], new[None].astype(stacks[n].dtype),
+                                       (r, 0, index, 0, 0))
+  layer = jax.lax.dynamic_index_in_dim(stack, r, keepdims=False).astype(new.dtype)
+  return stacks[:n] + (stack,) + stacks[n + 1:], layer
+
+
 @dataclasses.dataclass(frozen=True)
 class CrossInputs:
   """What the cross-attention layers read: image states or cached K/V, and the masks."""
@@ -168,7 +178,8 @@ class Decoder(nnx.Module):
     """
     cfg = self.config
     inv_freq = layers.rope_inv_freq(cfg.text.head_dim, cfg.text.rope_theta, cfg.text.rope_scaling)
-    use_cross = cross is not None and (cross.states is not None or (cache is not None and cache.has_cross))
+    has_cached = cache is not None and cache.has_cross
+    use_cross = cross is not None and (cross.states is not None or has_cached)
     cached_cross = use_cross and cross.states is None
     self_slots, cross_slots = self.self_slots, self.cross_slots
     act = ("batch", "length", "act_embed")
@@ -186,14 +197,12 @@ class Decoder(nnx.Module):
           if ks is None:  # no cache: attend over this call's tokens
             k_all, v_all = k, v
           else:  # write this call's K/V into the cache, attend over every slot
-            start = (r, 0, cache.index, 0, 0)
-            ks = ks[:n] + (jax.lax.dynamic_update_slice(ks[n], k[None].astype(ks[n].dtype), start),) + ks[n + 1:]
-            vs = vs[:n] + (jax.lax.dynamic_update_slice(vs[n], v[None].astype(vs[n].dtype), start),) + vs[n + 1:]
-            k_all = jax.lax.dynamic_index_in_dim(ks[n], r, keepdims=False).astype(q.dtype)
-            v_all = jax.lax.dynamic_index_in_dim(vs[n], r, keepdims=False).astype(q.dtype)
+            ks, k_all = _write(ks, n, k, r, cache.index)
+            vs, v_all = _write(vs, n, v, r, cache.index)
           out = layer.self_attn.o_proj(layers.attend(q, k_all, v_all, allowed))
           h = self._shard(h + checkpoint_name(out, "attn_out"), act)
-          h = self._shard(h + checkpoint_name(layer.mlp(layer.post_attention_layernorm(h)), "mlp_out"), act)
+          y = layer.mlp(layer.post_attention_layernorm(h))
+          h = self._shard(h + checkpoint_name(y, "mlp_out"), act)
         elif use_cross:
           n = cross_slots.index(j)
           x = layer.input_layernorm(h)

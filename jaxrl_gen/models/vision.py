@@ -91,7 +91,8 @@ class TileEmbedding(nnx.Module):
 
   def __call__(self, h, aspect_ratio_ids):  # h (N, tiles, tokens, D); ids (N,)
     emb = jnp.take(self.embedding[...], aspect_ratio_ids, axis=0)[:, :, None, :]
-    return h + jnp.tanh(self.gate[...].astype(jnp.float32)).astype(self.dtype) * emb.astype(self.dtype)
+    gate = jnp.tanh(self.gate[...].astype(jnp.float32)).astype(self.dtype)
+    return h + gate * emb.astype(self.dtype)
 
 
 class GatedPositionalEmbedding(nnx.Module):
@@ -153,7 +154,8 @@ class VisionEncoder(nnx.Module):
     h = h.reshape(n, n_tiles, grid_h * grid_w, v.hidden_size)
     ids = aspect_ratio_ids.reshape(n)
     h = self.pre_tile_positional_embedding(h, ids)
-    cls = jnp.broadcast_to(self.class_embedding[...].astype(self.dtype), (n, n_tiles, 1, v.hidden_size))
+    cls = jnp.broadcast_to(self.class_embedding[...].astype(self.dtype),
+                           (n, n_tiles, 1, v.hidden_size))
     h = jnp.concatenate([cls, h], axis=2)
     tokens = h.shape[2]
     h = self.layernorm_pre(self.gated_positional_embedding(h, ids))
