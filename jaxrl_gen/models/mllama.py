@@ -77,7 +77,11 @@ class Model(nnx.Module):
   # --- cache -----------------------------------------------------------------------------
 
   def init_cache(self, batch_size: int, max_length: int, dtype=None) -> KVCache:
-    """An empty self-attention cache of `max_length` slots (compute dtype by default)."""
+    """An empty self-attention cache of `max_length` slots (compute dtype by default).
+
+    Size it for prompt + generated tokens: inside jit a write past the end cannot raise, and
+    XLA clamps it onto the last slots.
+    """
     t, dec = self.config.text, self.language_model
     dtype = dtype or self.config.dtype
     shape = (dec.repeats, batch_size, max_length, t.num_kv_heads, t.head_dim)
