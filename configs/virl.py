@@ -11,6 +11,10 @@ Overrides, e.g.:
     --config=configs/virl.py:l --config.env.data_dir=/data/nyc_1k_routes --config.env.route_split=all
     --config=configs/virl.py:vl --config.env.view_headings="(-135, -45, 45, 135)"
 
+Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
+`config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
+`mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+
 Route data (`reference.md` §3.1):
     env.data_dir          '': a synthetic data set generated on first use into the cache (no
                           download); else a directory in the published layout: route_infos.json,
@@ -107,6 +111,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.visual_ood_data_dir = ""
 
   config.model = config_lib.model_config(choice.preset)
+  config.mesh = config_lib.mesh_config()
 
   config.lock()
   return config
