@@ -2,6 +2,7 @@
 references (loops, written from reference.md §4); the update on a toy NNX model."""
 
 import functools
+import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxrl_gen import config_lib
 from jaxrl_gen.train import ppo
 
 RNG = np.random.default_rng(0)
@@ -352,3 +354,22 @@ def test_schedule_and_config():
   out = head(jnp.ones((3, 16)))
   assert out.shape == (3,) and out.dtype == jnp.bfloat16
   assert [layer.kernel.shape for layer in head.layers] == [(16, 1024), (1024, 512)]
+
+
+@pytest.mark.parametrize("name, lr", [("gp", 1e-6), ("virl", 1e-6)])
+def test_config_sections(repo_root, name, lr):
+  spec = importlib.util.spec_from_file_location(f"{name}_cfg", repo_root / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("l")
+  for section in ("ppo", "eval"):
+    for key in config[section]:
+      assert f"{section}.{key}" in module.__doc__, f"configs/{name}.py: {section}.{key}"
+  assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(lr=lr)
+  assert module.get_config("vl").ppo.lr == (1e-7 if name == "virl" else 1e-6)
+  assert (config.ppo.num_steps, config.ppo.temperature, config.ppo.max_new_tokens) == (256, 0.2, 512)
+  config.ppo.max_grad_norm = 0.5
+  assert ppo.PPOConfig.from_config(config.ppo).max_grad_norm == 0.5
+  config.ppo.action_span = "tokens"
+  with pytest.raises(config_lib.ConfigError, match=r"config.ppo.action_span='tokens'"):
+    config_lib.validate(config)
