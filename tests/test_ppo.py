@@ -122,6 +122,22 @@ def test_gae_boundary_modes_by_hand():
   assert adv[0] == pytest.approx(-3.0 + 0.9 * 7.0 - 0.5)
 
 
+def test_compute_advantages_and_explained_variance():
+  rewards, values, terminated, truncated, next_value = _episodes(9, 2)
+  cfg = ppo.PPOConfig(gamma=0.8, gae_lambda=0.5, bootstrap_truncated=True)
+  adv, ret = ppo.compute_advantages(rewards, values, terminated, truncated, next_value, cfg)
+  raw, expected_ret = np_gae(rewards[:, 1], values[:, 1], terminated[:, 1], truncated[:, 1],
+                             next_value[1], 0.8, 0.5, True)
+  np.testing.assert_allclose(ret[:, 1], expected_ret, rtol=1e-5, atol=1e-5)
+  assert float(adv.mean()) == pytest.approx(0.0, abs=1e-5)
+  returns = RNG.normal(size=20)
+  guess = returns + RNG.normal(0, 0.5, 20)
+  expected = 1 - np.var(returns - guess) / np.var(returns)
+  assert float(ppo.explained_variance(guess, returns)) == pytest.approx(expected, rel=1e-4)
+  assert float(ppo.explained_variance(returns, returns)) == pytest.approx(1.0)
+  assert float(ppo.explained_variance(guess, np.ones(20))) == 0.0
+
+
 def test_normalize():
   advantages = RNG.normal(3.0, 2.0, size=64)
   np.testing.assert_allclose(ppo.normalize(jnp.asarray(advantages)),
@@ -264,17 +280,17 @@ def toy():
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_update(score, params_treedef, freeze, overrides):
-  cfg = ppo.PPOConfig(**{"ppo_epochs": 2, "minibatches": 2, "grad_accum": 2, "lr": 1e-2,
-                         **dict(overrides)})
-  labels_for = jax.tree.unflatten(params_treedef, [0] * params_treedef.num_leaves)
-  tx = ppo.make_optimizer(cfg, total_steps=4, params=labels_for, freeze=freeze)
+def _compiled_update(score, params_treedef, overrides):
+  cfg = ppo.PPOConfig(**{"num_updates": 1, "ppo_epochs": 2, "minibatches": 2, "grad_accum": 2,
+                         "lr": 1e-2, **dict(overrides)})
+  like_params = jax.tree.unflatten(params_treedef, [0] * params_treedef.num_leaves)
+  tx = ppo.make_optimizer(cfg, like_params)
   return tx, jax.jit(functools.partial(ppo.ppo_update, score_fn=score, tx=tx, cfg=cfg))
 
 
-def _update(toy, batch=None, freeze=(), **overrides):
+def _update(toy, batch=None, **overrides):
   params, score, _, base = toy
-  tx, update = _compiled_update(score, jax.tree.structure(params), freeze,
+  tx, update = _compiled_update(score, jax.tree.structure(params),
                                 tuple(sorted(overrides.items())))
   return update(params, tx.init(params), batch or base, jax.random.key(0))
 
@@ -298,6 +314,9 @@ def test_update_raises_advantage_weighted_logprob(toy):
   assert gain > 0
   assert int(metrics["samples"]) == 2 * SIZE and int(metrics["skipped"]) == 0
   assert all(np.isfinite(float(v)) for v in metrics.values())
+  residual = batch["returns"] - batch["old_value"]
+  assert float(metrics["explained_variance"]) == pytest.approx(
+      1 - residual.var() / batch["returns"].var(), rel=1e-4)
   counts = [x for x in jax.tree.leaves(opt_state) if getattr(x, "dtype", None) == jnp.int32]
   assert counts and all(int(c) == 4 for c in counts)  # epochs x minibatches optimizer steps
   for part in ("backbone", "lm_head", "value_head"):
@@ -341,13 +360,16 @@ def test_buffer_must_split_into_microbatches(toy):
 
 
 def test_schedule_and_config():
-  cfg = ppo.PPOConfig(lr=1e-6, end_lr=1e-9)
-  schedule = ppo.learning_rate(cfg, 160)
+  cfg = ppo.PPOConfig(lr=1e-6, end_lr=1e-9, num_updates=20)
+  assert cfg.optimizer_steps == 160  # 20 updates x 4 epochs x 2 minibatches
+  schedule = ppo.learning_rate(cfg)
   assert float(schedule(0)) == pytest.approx(1e-6)
   assert float(schedule(80)) == pytest.approx((1e-6 + 1e-9) / 2, rel=1e-4)
   assert float(schedule(160)) == pytest.approx(1e-9, rel=1e-3)
   with pytest.raises(ValueError, match=r"ppo\.grad_accum=0"):
     ppo.PPOConfig(grad_accum=0)
+  with pytest.raises(ValueError, match=r"ppo.freeze: '\(' is not a regular expression"):
+    ppo.PPOConfig(freeze=("(",))
   with pytest.raises(ValueError, match="end_lr"):
     ppo.PPOConfig(lr=1e-9, end_lr=1e-6)
   head = ppo.ValueHead(16, (1024, 512), rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
@@ -356,8 +378,8 @@ def test_schedule_and_config():
   assert [layer.kernel.shape for layer in head.layers] == [(16, 1024), (1024, 512)]
 
 
-@pytest.mark.parametrize("name, lr", [("gp", 1e-6), ("virl", 1e-6)])
-def test_config_sections(repo_root, name, lr):
+@pytest.mark.parametrize("name, updates", [("gp", 20), ("virl", 15)])
+def test_config_sections(repo_root, name, updates):
   spec = importlib.util.spec_from_file_location(f"{name}_cfg", repo_root / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -365,7 +387,7 @@ def test_config_sections(repo_root, name, lr):
   for section in ("ppo", "eval"):
     for key in config[section]:
       assert f"{section}.{key}" in module.__doc__, f"configs/{name}.py: {section}.{key}"
-  assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(lr=lr)
+  assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(num_updates=updates)
   assert module.get_config("vl").ppo.lr == (1e-7 if name == "virl" else 1e-6)
   assert (config.ppo.num_steps, config.ppo.temperature, config.ppo.max_new_tokens) == (256, 0.2, 512)
   config.ppo.max_grad_norm = 0.5

@@ -53,6 +53,7 @@ class PPOConfig:
   kl_coef: float = 0.0
   thought_coef: float = 0.5
   ratio_rule: bool = True
+  num_updates: int = 20
   ppo_epochs: int = 4
   minibatches: int = 2
   grad_accum: int = 128
@@ -60,9 +61,11 @@ class PPOConfig:
   end_lr: float = 1e-9
   adam_eps: float = 1e-7
   max_grad_norm: float | None = None
+  freeze: tuple[str, ...] = ()
 
   def __post_init__(self):
-    for name in ("ppo_epochs", "minibatches", "grad_accum"):
+    object.__setattr__(self, "freeze", tuple(self.freeze))
+    for name in ("num_updates", "ppo_epochs", "minibatches", "grad_accum"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"ppo.{name}={value!r}: must be an integer >= 1")
@@ -77,6 +80,16 @@ class PPOConfig:
       raise ValueError(f"ppo.lr={self.lr!r}, ppo.end_lr={self.end_lr!r}: need 0 < end_lr <= lr")
     if self.max_grad_norm is not None and not self.max_grad_norm > 0:
       raise ValueError(f"ppo.max_grad_norm={self.max_grad_norm!r}: must be > 0 or None")
+    for pattern in self.freeze:
+      try:
+        re.compile(pattern)
+      except (re.error, TypeError) as e:
+        raise ValueError(f"ppo.freeze: {pattern!r} is not a regular expression ({e})") from None
+
+  @property
+  def optimizer_steps(self) -> int:
+    """Optimizer steps in the whole run: the cosine schedule's length."""
+    return self.num_updates * self.ppo_epochs * self.minibatches
 
   @classmethod
   def from_config(cls, ppo_config) -> PPOConfig:
@@ -122,6 +135,29 @@ def normalize(advantages, valid=None, eps: float = 1e-5):
   return jnp.where(valid, (advantages - mean) / (jnp.sqrt(var) + eps), 0.0)
 
 
+def compute_advantages(rewards, values, terminated, truncated, next_value, cfg: PPOConfig,
+                       valid=None):
+  """(normalised advantages, returns): `gae` with `cfg`'s gamma, lambda and boundary mode."""
+  advantages, returns = gae(rewards, values, terminated, truncated, next_value, gamma=cfg.gamma,
+                            gae_lambda=cfg.gae_lambda,
+                            bootstrap_truncated=cfg.bootstrap_truncated)
+  return normalize(advantages, valid), returns
+
+
+def explained_variance(values, returns, valid=None):
+  """1 - Var(R - V) / Var(R) over the (valid) entries: 1 is a perfect critic, <= 0 one no
+  better than a constant (0 when the returns do not vary)."""
+  valid = jnp.ones(returns.shape, bool) if valid is None else valid
+  count = jnp.maximum(valid.sum(), 1)
+
+  def variance(x):
+    mean = jnp.where(valid, x, 0.0).sum() / count
+    return jnp.where(valid, (x - mean) ** 2, 0.0).sum() / count
+
+  var_returns = variance(returns)
+  return jnp.where(var_returns > 0, 1.0 - variance(returns - values) / var_returns, 0.0)
+
+
 # --- Sequence log-prob and losses -------------------------------------------------------------
 
 
@@ -156,7 +192,7 @@ def microbatch_loss(params, batch: dict, score_fn: Callable, cfg: PPOConfig):
   microbatch size, as a skipped sample still counts in the reference's accumulation.
   """
   scored = score_fn(params, batch)
-  token_logp, value = scored[0], scored[1]
+  token_logp, value = scored[0].astype(jnp.float32), scored[1].astype(jnp.float32)
   scored_tokens = (batch["thought_mask"] + batch["action_mask"]) > 0
   new_logp, _ = sequence_logprob(token_logp, batch["thought_mask"], batch["action_mask"],
                                  batch["constant_logp"], cfg.thought_coef)
@@ -187,7 +223,7 @@ def microbatch_loss(params, batch: dict, score_fn: Callable, cfg: PPOConfig):
            "ratio_max": jnp.where(ok, ratio, 0.0).max(),
            "ratio_rule_used": clipped_only.astype(jnp.int32)}
   if len(scored) > 2:  # the score function gave token entropies
-    entropy = jnp.where(scored_tokens, scored[2], 0.0).sum(-1)
+    entropy = jnp.where(scored_tokens, scored[2].astype(jnp.float32), 0.0).sum(-1)
     mean_entropy = jnp.where(ok, entropy, 0.0).sum() / size
     loss -= cfg.entropy_coef * mean_entropy
     stats["entropy"] = mean_entropy * size
@@ -204,9 +240,9 @@ def microbatch_loss(params, batch: dict, score_fn: Callable, cfg: PPOConfig):
 # --- Optimizer --------------------------------------------------------------------------------
 
 
-def learning_rate(cfg: PPOConfig, total_steps: int) -> optax.Schedule:
+def learning_rate(cfg: PPOConfig) -> optax.Schedule:
   """Cosine decay from `lr` to `end_lr` over the run's optimizer steps (decisions.md row 8)."""
-  return optax.cosine_decay_schedule(cfg.lr, max(int(total_steps), 1), alpha=cfg.end_lr / cfg.lr)
+  return optax.cosine_decay_schedule(cfg.lr, cfg.optimizer_steps, alpha=cfg.end_lr / cfg.lr)
 
 
 def path_name(path) -> str:
@@ -228,18 +264,18 @@ def freeze_labels(params, freeze: Sequence[str]):
       else "trainable", params)
 
 
-def make_optimizer(cfg: PPOConfig, total_steps: int, params=None,
-                   freeze: Sequence[str] = ()) -> optax.GradientTransformation:
+def make_optimizer(cfg: PPOConfig, params=None) -> optax.GradientTransformation:
   """Adam (eps `adam_eps`, no weight decay) on the cosine schedule, after optional
-  global-norm clipping of the trainable gradients; parameters matching `freeze` never move."""
+  global-norm clipping of the trainable gradients; parameters matching `cfg.freeze` never
+  move (labelling them needs `params`, or any pytree of the same structure)."""
   parts = [] if cfg.max_grad_norm is None else [optax.clip_by_global_norm(cfg.max_grad_norm)]
-  tx = optax.chain(*parts, optax.adam(learning_rate(cfg, total_steps), eps=cfg.adam_eps))
-  if not freeze:
+  tx = optax.chain(*parts, optax.adam(learning_rate(cfg), eps=cfg.adam_eps))
+  if not cfg.freeze:
     return tx
   if params is None:
-    raise ValueError("make_optimizer: `freeze` needs `params` to label")
+    raise ValueError("make_optimizer: ppo.freeze needs `params` to label")
   return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()},
-                               freeze_labels(params, freeze))
+                               freeze_labels(params, cfg.freeze))
 
 
 # --- The update -------------------------------------------------------------------------------
@@ -263,7 +299,8 @@ def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
 
   Returns (params, opt_state, metrics): per-sample means of the losses, clip fraction and
   approximate KL (k3 of the ratio) over the scored samples, the largest ratio, the number of
-  skipped samples and of microbatches where the ratio rule applied, the mean gradient norm.
+  skipped samples and of microbatches where the ratio rule applied, the mean norm of the
+  accumulated gradients (all parameters, before clipping), and the critic's explained variance on the buffer (rollout values against returns).
   """
   size = jax.tree.leaves(batch)[0].shape[0]
   steps = cfg.minibatches * cfg.grad_accum
@@ -293,7 +330,10 @@ def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
 
   (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state),
                                             jax.random.split(key, cfg.ppo_epochs))
-  return params, opt_state, _summarize(stats)
+  metrics = _summarize(stats)
+  metrics["explained_variance"] = explained_variance(batch["old_value"], batch["returns"],
+                                                     batch["valid"])
+  return params, opt_state, metrics
 
 
 # --- Value head -------------------------------------------------------------------------------
