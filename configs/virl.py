@@ -103,8 +103,9 @@ reference's launched values as defaults:
     ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
     ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
                           prompt token's hidden state.
-    ppo.freeze            (): regexes of parameter paths ('a/b/kernel') the optimizer leaves
-                          unchanged, e.g. ('vision',) to freeze the vision tower.
+    ppo.freeze            (): regexes (re.search) of parameter paths ('a.b.kernel') the
+                          optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
+                          vision tower.
 """
 
 import ml_collections

@@ -337,7 +337,10 @@ def test_clipped_samples_give_no_policy_gradient(toy):
 
 def test_frozen_parameters_do_not_move(toy):
   params, _, _, _ = toy
-  new_params, _, _ = _update(toy, freeze=("backbone",), max_grad_norm=1.0)
+  labels = jax.tree_util.tree_flatten_with_path(ppo.freeze_labels(params, ("^backbone\\.",)))[0]
+  names = {ppo.path_name(path): label for path, label in labels}
+  assert names["backbone.kernel"] == "frozen" and names["value_head.layers.0.kernel"] == "trainable"
+  new_params, _, _ = _update(toy, freeze=("^backbone\\.",), max_grad_norm=1.0)
   assert not _changed(params, new_params, "backbone")
   assert _changed(params, new_params, "lm_head") and _changed(params, new_params, "value_head")
 

@@ -246,18 +246,20 @@ def learning_rate(cfg: PPOConfig) -> optax.Schedule:
 
 
 def path_name(path) -> str:
-  """A parameter's path as 'a/b/0/kernel' (NNX's trailing `.value` left out)."""
+  """A parameter's path as 'a.b.0.kernel', the HF-style names the model's parameters carry
+  (e.g. 'vision_model.' / 'multi_modal_projector.' prefixes); NNX's `.value` left out."""
   parts = []
   for entry in path:
     if isinstance(entry, jax.tree_util.GetAttrKey) and entry.name == "value":
       continue
     parts.append(str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry)))))
-  return "/".join(parts)
+  return ".".join(parts)
 
 
 def freeze_labels(params, freeze: Sequence[str]):
-  """'frozen' for every parameter whose path matches one of the regexes `freeze`
-  (`re.search`), else 'trainable'."""
+  """'frozen' for every parameter whose `path_name` matches one of the regexes `freeze`
+  (`re.search`), else 'trainable'. Leaving frozen parameters out of `params` altogether
+  (`nnx.split` with a path filter, closed over by `score_fn`) also skips their gradients."""
   patterns = [re.compile(p) for p in freeze]
   return jax.tree_util.tree_map_with_path(
       lambda path, _: "frozen" if any(p.search(path_name(path)) for p in patterns)
