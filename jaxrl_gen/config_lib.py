@@ -102,6 +102,37 @@ def mesh_config() -> ml_collections.ConfigDict:
   })
 
 
+def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
+  """The `config.ppo` section (multi-turn PPO, `reference.md` §4.6, `decisions.md` rows 5-8);
+  the task configs document each key and pass the per-task numbers."""
+  config = ml_collections.ConfigDict()
+  config.num_updates = num_updates
+  config.num_steps = 256
+  config.temperature = 0.2
+  config.max_new_tokens = 512
+  config.gamma = 0.9
+  config.gae_lambda = 0.95
+  config.bootstrap_truncated = False
+  config.clip = 0.1
+  config.value_clip = 0.1
+  config.value_coef = 0.5
+  config.entropy_coef = 0.0
+  config.kl_coef = 0.0
+  config.thought_coef = 0.5
+  config.action_span = "field"
+  config.ratio_rule = True
+  config.ppo_epochs = 4
+  config.minibatches = 2
+  config.grad_accum = 128
+  config.lr = lr
+  config.end_lr = 1e-9
+  config.adam_eps = 1e-7
+  config.max_grad_norm = ml_collections.config_dict.placeholder(float)
+  config.value_hidden = (1024, 512)
+  config.freeze = ()
+  return config
+
+
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   """Every leaf key as a dotted path."""
   keys = []
@@ -168,6 +199,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _one_of(config, "mode", IMPLEMENTED_MODES)
   validate_model(config)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
+  if "ppo" in config:
+    _one_of(config, "ppo.action_span", ("field", "legacy"))
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields
   except (TypeError, ValueError) as e:
