@@ -1,0 +1,170 @@
+"""Sampler throughput: `jaxrl_gen.sampling.generate` against transformers' `generate` on the
+same weights (our model exported with `save_pretrained`), greedy, both on the same CPUs.
+
+    python benchmarks/sampler_bench.py --preset=small --batch=8 --prompt=128 --new=64
+    python benchmarks/sampler_bench.py --preset=small --batch=8 --image      # one 2x2-tile image
+    python benchmarks/sampler_bench.py --preset=llama-3.2-11b-vision --dtype=bfloat16 \
+        --batch=64 --peer=none --image                # on a GPU: tokens/s and the HBM roof
+
+Threads: the process is pinned to `--threads` CPUs (`os.sched_setaffinity`, as `taskset`
+would) before JAX starts, so XLA's CPU thread pool (sized from the visible CPUs) and
+PyTorch (`torch.set_num_threads`) use the same cores. Tokens/s counts new tokens and
+includes the prefill (wall time of a whole call); every row generates exactly `--new`
+tokens (no EOS). Each side gets a warm-up call (our compile), then the median of
+`--repeats` timed calls. On an accelerator the HBM roof is the decode rate if every step
+only had to read the parameters and the KV cache once: batch * bandwidth / bytes per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HBM_GBPS = {"H100": 3350.0, "H200": 4800.0, "A100": 2039.0, "TPU v4": 1200.0,
+            "TPU v5 lite": 819.0, "TPU v5p": 2765.0, "TPU v6 lite": 1640.0}
+
+
+def _args():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--preset", default="small")
+  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
+  p.add_argument("--new", type=int, default=64, help="new tokens per row")
+  p.add_argument("--image", action="store_true", help="one 2x2-tile image per row")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--threads", type=int, default=2, help="CPUs for both sides (0: all)")
+  p.add_argument("--peer", default="transformers", choices=["transformers", "none"])
+  p.add_argument("--hbm_gbps", type=float, default=None, help="memory bandwidth for the roof")
+  return p.parse_args()
+
+
+def _median_time(fn, repeats: int) -> tuple[float, float]:
+  """(first call, median of `repeats` later calls), seconds."""
+  start = time.perf_counter()
+  fn()
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return first, statistics.median(times)
+
+
+def _inputs(config, args, rng):
+  prompts = rng.integers(0, config.text.vocab_size, (args.batch, args.prompt))
+  if not args.image:
+    return prompts, None
+  v = config.vision
+  prompts[:, 1] = config.image_token_id
+  pixels = rng.normal(size=(args.batch, 1, v.max_num_tiles, 3, v.image_size, v.image_size))
+  images = dict(pixel_values=pixels.astype(np.float32),
+                aspect_ratio_ids=np.full((args.batch, 1), 6),  # 2x2 tiles
+                aspect_ratio_mask=np.ones((args.batch, 1, v.max_num_tiles), np.int64))
+  return prompts, images
+
+
+def _roof(model, config, args, seconds: float) -> None:
+  import jax  # noqa: PLC0415
+
+  device = jax.devices()[0]
+  gbps = args.hbm_gbps or next((v for k, v in HBM_GBPS.items()
+                                if k.lower() in device.device_kind.lower()), None)
+  if not gbps or (device.platform == "cpu" and args.hbm_gbps is None):
+    return
+  t = config.text
+  param_bytes = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param))
+                    if x is not None)
+  if config.vision is not None:  # the vision tower runs at prefill only
+    param_bytes -= sum(x.nbytes for x in jax.tree.leaves(nnx.state(model.vision_model)))
+  itemsize = np.dtype(args.dtype).itemsize
+  self_layers = t.num_layers - len(t.cross_attention_layers)
+  mean_len = args.prompt + args.new / 2
+  kv_bytes = 2 * self_layers * args.batch * mean_len * t.num_kv_heads * t.head_dim * itemsize
+  roof = args.batch * gbps * 1e9 / (param_bytes + kv_bytes)
+  rate = args.batch * args.new / seconds
+  print(f"HBM roof ({gbps:.0f} GB/s, {param_bytes / 1e9:.2f} GB weights + {kv_bytes / 1e9:.2f} GB"
+        f" KV per step): {roof:,.0f} tokens/s; reached {rate / roof:.1%} (prefill included)")
+
+
+def main():
+  args = _args()
+  if args.threads:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
+  global jax, jnp, np, nnx  # noqa: PLW0603  (imported after pinning the CPUs)
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+
+  sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+  from jaxrl_gen import sampling  # noqa: PLC0415
+  from jaxrl_gen.models import hf, mllama, presets  # noqa: PLC0415
+
+  config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype)
+  model = mllama.create(config, seed=0)
+  if config.vision is not None:  # open the cross-attention gates (0 at init)
+    for j in model.language_model.cross_slots:
+      layer = model.language_model.layers[j]
+      layer.cross_attn_attn_gate[...] = jnp.full_like(layer.cross_attn_attn_gate[...], 0.5)
+      layer.cross_attn_mlp_gate[...] = jnp.full_like(layer.cross_attn_mlp_gate[...], 0.5)
+  prompts, images = _inputs(config, args, np.random.default_rng(0))
+  image_inputs = sampling.ImageInputs(**images) if images else None
+  key = jax.random.key(0)
+
+  def ours():
+    return sampling.generate(model, prompts.tolist(), images=image_inputs, key=key,
+                             max_new_tokens=args.new, temperature=0.0, eos_ids=(),
+                             prompt_buckets=(args.prompt,), batch_buckets=(args.batch,))
+
+  first, ours_s = _median_time(ours, args.repeats)
+  tokens = args.batch * args.new
+  print(f"$ python benchmarks/sampler_bench.py {' '.join(sys.argv[1:])}")
+  print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
+        f" new={args.new} image={args.image} device={jax.devices()[0].device_kind}"
+        f" cpus={len(os.sched_getaffinity(0))} params={mllama.param_count(config):,}")
+  print(f"jaxrl_gen: {ours_s:.3f} s/call, {tokens / ours_s:,.1f} tokens/s"
+        f" (first call incl. compile {first:.1f} s)")
+  _roof(model, config, args, ours_s)
+  if args.peer == "none":
+    return
+  import torch  # noqa: PLC0415  (the peer only)
+  import transformers  # noqa: PLC0415
+
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  with tempfile.TemporaryDirectory() as tmp:
+    hf.save_pretrained(model, tmp)
+    cls = (transformers.MllamaForConditionalGeneration if config.vision
+           else transformers.LlamaForCausalLM)
+    peer = cls.from_pretrained(tmp, dtype=getattr(torch, args.dtype)).eval()
+  torch_inputs = dict(input_ids=torch.as_tensor(prompts))
+  if images:
+    cross = np.zeros((args.batch, args.prompt, 1, config.vision.max_num_tiles), np.int64)
+    cross[:, 1:] = 1
+    torch_inputs.update({k: torch.as_tensor(v) for k, v in images.items()},
+                        cross_attention_mask=torch.as_tensor(cross))
+
+  def theirs():
+    with torch.no_grad():
+      return peer.generate(**torch_inputs, max_new_tokens=args.new, min_new_tokens=args.new,
+                           do_sample=False, eos_token_id=None, pad_token_id=0)
+
+  _, theirs_s = _median_time(theirs, args.repeats)
+  want = theirs()[:, args.prompt:].numpy()
+  got = ours().tokens
+  same = (want == got).all(axis=1).mean()
+  print(f"transformers {transformers.__version__} (torch {torch.__version__},"
+        f" {torch.get_num_threads()} threads, {peer.config._attn_implementation} attention):"
+        f" {theirs_s:.3f} s/call, {tokens / theirs_s:,.1f} tokens/s")
+  print(f"speed ratio jaxrl_gen / transformers: {theirs_s / ours_s:.2f}x"
+        f" (greedy rows identical: {same:.0%})")
+
+
+if __name__ == "__main__":
+  main()
