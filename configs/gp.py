@@ -12,6 +12,8 @@ Examples:
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
+prompt_buckets, batch_buckets, cache_dtype), documented in `config_lib.sampling_config`.
 
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:
@@ -78,6 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
+  config.sampling = config_lib.sampling_config()
 
   config.lock()
   return config

@@ -1,13 +1,15 @@
 """Sampler input preparation: buckets, left padding, the cross-attention mask from
 `<|image|>` tokens (checked against transformers' processing_mllama), argument errors."""
 
+import importlib.util
+
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 from transformers.models.mllama import processing_mllama
 
-from jaxrl_gen import sampling
+from jaxrl_gen import config_lib, sampling
 from jaxrl_gen.models import presets
 from jaxrl_gen.models.mllama import Model
 from jaxrl_gen.sampling import inputs
@@ -113,3 +115,26 @@ def test_bad_image_shapes_name_the_field():
                                   np.ones((1, 1, 4)), cross_attention_mask=[np.ones((2, 1, 4))])
   with pytest.raises(ValueError, match=r"images.cross_attention_mask\[0\] has shape \(2, 1, 4\)"):
     sampling.generate(model, [[1, 2048, 3]], images=wrong_mask, **args)
+
+
+@pytest.mark.parametrize("name", ["gp", "virl"])
+def test_config_sampling_section_validates_and_feeds_generate(repo_root, tiny_text, name):
+  spec = importlib.util.spec_from_file_location(name, repo_root / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("l")
+  config_lib.validate_sampling(config)
+  kw = sampling.kwargs_from_config(config.sampling)
+  assert (kw["temperature"], kw["top_p"], kw["top_k"], kw["max_new_tokens"]) == (0.2, 1.0, 0, 512)
+  assert kw["cache_dtype"] is None and "sampling.cache_dtype" in config_lib.sampling_config.__doc__
+  kw.update(max_new_tokens=3, prompt_buckets=(8,), batch_buckets=(1,))
+  result = sampling.generate(tiny_text, [[4, 5]], key=jax.random.key(0), eos_ids=(), **kw)
+  assert result.tokens.shape == (1, 3)
+  for key, value, message in [("temperature", -1.0, "temperature=-1.0: must be >= 0"),
+                              ("top_p", 1.5, r"top_p=1.5: must be in \(0, 1\]"),
+                              ("prompt_buckets", (128, 64), r"prompt_buckets=\(128, 64\): must be strictly"),
+                              ("cache_dtype", "int4", "cache_dtype='int4': must be one of")]:
+    bad = module.get_config("l")
+    bad.sampling[key] = value
+    with pytest.raises(config_lib.ConfigError, match=f"config.sampling.{message}"):
+      config_lib.validate_sampling(bad)

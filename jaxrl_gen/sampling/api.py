@@ -16,11 +16,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl_gen import parallel
+from jaxrl_gen.models import config as model_config
 from jaxrl_gen.sampling import inputs as inputs_lib
 from jaxrl_gen.sampling import loop
 from jaxrl_gen.sampling.inputs import BATCH_BUCKETS, PROMPT_BUCKETS, ImageInputs
 
-CACHE_DTYPES = ("float32", "bfloat16", "float16")
+CACHE_DTYPES = model_config.DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
