@@ -13,7 +13,8 @@ Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
 Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
-prompt_buckets, batch_buckets, cache_dtype), documented in `config_lib.sampling_config`.
+prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented in
+`jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
 
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:

@@ -118,6 +118,9 @@ def sampling_config() -> ml_collections.ConfigDict:
       sampling.batch_buckets   row counts likewise (then up to a multiple of the batch shards).
       sampling.cache_dtype     'auto' (the model's compute dtype) | 'float32' | 'bfloat16':
                                the self-attention KV cache.
+      sampling.decode_layers   'auto' | 'scan' | 'unrolled': how decode steps run the layers
+                               ('unrolled' keeps a per-call copy of the decoder weights and
+                               reads them in place; 'auto' = 'unrolled' on CPU only).
   """
   return ml_collections.ConfigDict({
       "temperature": 0.2,
@@ -127,6 +130,7 @@ def sampling_config() -> ml_collections.ConfigDict:
       "prompt_buckets": sampling_inputs.PROMPT_BUCKETS,
       "batch_buckets": sampling_inputs.BATCH_BUCKETS,
       "cache_dtype": "auto",
+      "decode_layers": "auto",
   })
 
 
@@ -202,6 +206,7 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
     _check(bool(b) and b[0] >= 1 and all(x < y for x, y in zip(b, b[1:])),
            f"config.sampling.{name}={b}: must be strictly increasing positive sizes")
   _one_of(config, "sampling.cache_dtype", ("auto",) + model_config_lib.DTYPES)
+  _one_of(config, "sampling.decode_layers", ("auto", "scan", "unrolled"))
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

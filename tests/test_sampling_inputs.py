@@ -125,7 +125,8 @@ def test_config_sampling_section_validates_and_feeds_generate(repo_root, tiny_te
   config = module.get_config("l")
   config_lib.validate_sampling(config)
   kw = sampling.kwargs_from_config(config.sampling)
-  assert (kw["temperature"], kw["top_p"], kw["top_k"], kw["max_new_tokens"]) == (0.2, 1.0, 0, 512)
+  assert (kw["temperature"], kw["top_p"], kw["top_k"]) == (0.2, 1.0, 0)
+  assert kw["max_new_tokens"] == 512 and kw["decode_layers"] == "auto"
   assert kw["cache_dtype"] is None and "sampling.cache_dtype" in config_lib.sampling_config.__doc__
   kw.update(max_new_tokens=3, prompt_buckets=(8,), batch_buckets=(1,))
   result = sampling.generate(tiny_text, [[4, 5]], key=jax.random.key(0), eos_ids=(), **kw)

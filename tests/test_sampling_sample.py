@@ -114,3 +114,12 @@ def test_smaller_budget_is_a_prefix_and_eos_pads(model):
   assert stopped.finished[1] and stopped.lengths[1] <= 3
   n = stopped.lengths[1]
   assert (stopped.tokens[1, n:] == 0).all() and (stopped.logprobs[1, n:] == 0).all()
+
+
+def test_scanned_and_unrolled_decode_agree(model):
+  unrolled = _run(model, PROMPTS, decode_layers="unrolled", return_logits=True)
+  scanned = _run(model, PROMPTS, decode_layers="scan", return_logits=True)
+  np.testing.assert_array_equal(unrolled.tokens, scanned.tokens)
+  np.testing.assert_allclose(unrolled.logits, scanned.logits, atol=1e-5)
+  with pytest.raises(ValueError, match="decode_layers='fast': must be one of"):
+    _run(model, PROMPTS, decode_layers="fast")

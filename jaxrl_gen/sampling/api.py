@@ -133,13 +133,25 @@ def _check(config, prompts, *, max_new_tokens, temperature, top_p, top_k, eos_id
                      f" {CACHE_DTYPES}")
 
 
+DECODE_LAYERS = ("auto", "scan", "unrolled")
+
+
+def _unroll(decode_layers: str) -> bool:
+  if decode_layers not in DECODE_LAYERS:
+    raise ValueError(f"decode_layers={decode_layers!r}: must be one of {DECODE_LAYERS}")
+  if decode_layers == "auto":
+    return jax.default_backend() == "cpu"
+  return decode_layers == "unrolled"
+
+
 def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
              prompts: Sequence[Sequence[int]], *, key: jax.Array, max_new_tokens: int,
              temperature: float, eos_ids: Sequence[int], top_p: float = 1.0, top_k: int = 0,
              images: ImageInputs | None = None, pad_id: int = 0,
              prompt_buckets: Sequence[int] = PROMPT_BUCKETS,
              batch_buckets: Sequence[int] = BATCH_BUCKETS, cache_dtype: str | None = None,
-             return_logits: bool = False, mesh: Mesh | None = None) -> Result:
+             decode_layers: str = "auto", return_logits: bool = False,
+             mesh: Mesh | None = None) -> Result:
   """Samples up to `max_new_tokens` new tokens after each prompt (token-id lists of any
   lengths) with one compiled program: prefill, then a while loop of cached steps.
 
@@ -154,6 +166,11 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
     (the row count also to a multiple of the mesh's batch shards); the token buffer is the
     next power of two >= max_new_tokens. Each new bucket (or settings) compiles once.
   cache_dtype: the self-attention cache dtype (None: the model's compute dtype).
+  decode_layers: 'scan' runs decode steps over the stacked weights like the model;
+    'unrolled' unrolls them over per-layer slices taken once per call (a second copy of the
+    decoder weights; each step then reads them in place - 1.6x faster decoding on CPU);
+    'auto' (default): 'unrolled' on CPU, 'scan' on accelerators.
+  return_logits: also return every step's fp32 logits (B, N, vocab).
   mesh: the mesh the parameters live on; rows are sharded over ('data', 'fsdp') and heads
     over 'tensor' by the model's rules.
   """
@@ -182,7 +199,8 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
       new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
       temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
       eos_ids=tuple(sorted({int(e) for e in eos_ids})), pad_id=int(pad_id),
-      cache_dtype=cache_dtype, return_logits=bool(return_logits))
+      cache_dtype=cache_dtype, return_logits=bool(return_logits),
+      unroll_decode=_unroll(decode_layers))
   fn = _program(graphdef, state, config.rules, static, batch, mesh)
   with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
     out = fn(state, batch, np.int32(max_new_tokens), key)
@@ -200,4 +218,5 @@ def kwargs_from_config(sampling: ml_collections.ConfigDict) -> dict[str, Any]:
       max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
       top_p=sampling.top_p, top_k=sampling.top_k,
       prompt_buckets=tuple(sampling.prompt_buckets), batch_buckets=tuple(sampling.batch_buckets),
-      cache_dtype=None if sampling.cache_dtype == "auto" else sampling.cache_dtype)
+      cache_dtype=None if sampling.cache_dtype == "auto" else sampling.cache_dtype,
+      decode_layers=sampling.decode_layers)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxrl_gen import parallel
+from jaxrl_gen.models import mllama
 from jaxrl_gen.models.llama import KVCache
 from jaxrl_gen.sampling import sample
 
@@ -35,6 +36,7 @@ class Static:
   pad_id: int
   cache_dtype: str | None         # None: the model's compute dtype
   return_logits: bool
+  unroll_decode: bool             # decode steps run the layers unrolled over per-layer weights
 
 
 @jax.tree_util.register_dataclass
@@ -78,6 +80,32 @@ def _record(static: Static, c: _Carry, tokens, logprobs, logits) -> _Carry:
       logits=saved)
 
 
+def _decode_model(static: Static, graphdef: nnx.GraphDef, state: nnx.State, model):
+  """What the loop body calls to rebuild the model each step.
+
+  With `unroll_decode`, the decoder's stacked weights are sliced per repeat once, before
+  the loop, and re-stacked inside the body under an unrolled copy of the graph (same
+  parameters, `scan_layers=False`): each layer's static slice of the re-stacked array folds
+  back to its part, so a step reads every weight in place. A scanned (or unrolled) step over
+  the stacks copies each layer's weights out first, which on CPU doubles a step's memory
+  traffic; the price is one copy of the decoder weights per call.
+  """
+  repeats = model.language_model.repeats
+  if not static.unroll_decode or repeats == 1:
+    return state, lambda parts: nnx.merge(graphdef, parts)
+  unrolled = mllama.abstract(model.config.replace(scan_layers=False))[0]
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+  stacked = [len(path) > 1 and getattr(path[0], "key", None) == "language_model" and
+             getattr(path[1], "key", None) == "layers" for path, _ in leaves]
+  parts = [tuple(x[i] for i in range(repeats)) if s else x
+           for s, (_, x) in zip(stacked, leaves)]
+
+  def rebuild(parts):
+    return nnx.merge(unrolled, jax.tree_util.tree_unflatten(
+        treedef, [jnp.stack(p) if s else p for s, p in zip(stacked, parts)]))
+  return parts, rebuild
+
+
 def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dict,
             budget: jax.Array, key: jax.Array) -> dict:
   """Samples up to `budget` tokens for each row of the left-padded batch.
@@ -118,8 +146,10 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
   def cond(c: _Carry):
     return (c.t < budget) & ~jnp.all(c.done)
 
+  parts, rebuild = _decode_model(static, graphdef, state, model)
+
   def step(c: _Carry):
-    step_out = model(c.last[:, None], cache=c.cache)
+    step_out = rebuild(parts)(c.last[:, None], cache=c.cache)
     logits = step_out.logits[:, 0]
     c = dataclasses.replace(c, cache=step_out.cache)
     return _record(static, c, *choose(logits, c.t), logits)
