@@ -174,6 +174,10 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
   mesh: the mesh the parameters live on; rows are sharded over ('data', 'fsdp') and heads
     over 'tensor' by the model's rules.
   """
+  if jax.process_count() > 1:
+    # Each process would need its share of the rows as a global array and the same buckets.
+    raise NotImplementedError("generate: multi-process sampling is not supported yet; run it"
+                              " from a single process")
   if isinstance(model, nnx.Module):
     config = model.config
     graphdef, state = nnx.split(model)
@@ -195,9 +199,11 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
     images.check(n, config.vision.max_num_tiles)
     batch.update(images.padded(prompts, length, rows, config.image_token_id))
 
+  greedy = temperature == 0  # top-k / top-p do not change an argmax: one program for all
   static = loop.Static(
       new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
-      temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+      temperature=float(temperature), top_k=0 if greedy else int(top_k),
+      top_p=1.0 if greedy else float(top_p),
       eos_ids=tuple(sorted({int(e) for e in eos_ids})), pad_id=int(pad_id),
       cache_dtype=cache_dtype, return_logits=bool(return_logits),
       unroll_decode=_unroll(decode_layers))
