@@ -95,6 +95,7 @@ def _roof(model, config, args, seconds: float) -> None:
 
 def main():
   args = _args()
+  load = os.getloadavg()  # other processes on these CPUs skew both sides (torch the most)
   if args.threads:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
   global jax, jnp, np, nnx  # noqa: PLW0603  (imported after pinning the CPUs)
@@ -126,6 +127,7 @@ def main():
   first, ours_s = _median_time(ours, args.repeats)
   tokens = args.batch * args.new
   print(f"$ python benchmarks/sampler_bench.py {' '.join(sys.argv[1:])}")
+  print(f"load average (1, 5, 15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
   print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
         f" new={args.new} image={args.image} device={jax.devices()[0].device_kind}"
         f" cpus={len(os.sched_getaffinity(0))} params={mllama.param_count(config):,}")
@@ -163,7 +165,7 @@ def main():
         f" {torch.get_num_threads()} threads, {peer.config._attn_implementation} attention):"
         f" {theirs_s:.3f} s/call, {tokens / theirs_s:,.1f} tokens/s")
   print(f"speed ratio jaxrl_gen / transformers: {theirs_s / ours_s:.2f}x"
-        f" (greedy rows identical: {same:.0%})")
+        f" (greedy rows identical: {same:.0%}); load average now: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

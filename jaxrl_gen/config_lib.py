@@ -206,7 +206,7 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
     _check(bool(b) and b[0] >= 1 and all(x < y for x, y in zip(b, b[1:])),
            f"config.sampling.{name}={b}: must be strictly increasing positive sizes")
   _one_of(config, "sampling.cache_dtype", ("auto",) + model_config_lib.DTYPES)
-  _one_of(config, "sampling.decode_layers", ("auto", "scan", "unrolled"))
+  _one_of(config, "sampling.decode_layers", sampling_inputs.DECODE_LAYERS)
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

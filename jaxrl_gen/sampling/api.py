@@ -133,12 +133,10 @@ def _check(config, prompts, *, max_new_tokens, temperature, top_p, top_k, eos_id
                      f" {CACHE_DTYPES}")
 
 
-DECODE_LAYERS = ("auto", "scan", "unrolled")
-
-
 def _unroll(decode_layers: str) -> bool:
-  if decode_layers not in DECODE_LAYERS:
-    raise ValueError(f"decode_layers={decode_layers!r}: must be one of {DECODE_LAYERS}")
+  if decode_layers not in inputs_lib.DECODE_LAYERS:
+    raise ValueError(f"decode_layers={decode_layers!r}: must be one of"
+                     f" {inputs_lib.DECODE_LAYERS}")
   if decode_layers == "auto":
     return jax.default_backend() == "cpu"
   return decode_layers == "unrolled"

@@ -1,5 +1,6 @@
 """Host-side batch preparation for the sampler: bucket sizes, left padding, image inputs and
-the cross-attention mask with transformers' `processing_mllama` semantics. NumPy only."""
+the cross-attention mask with transformers' `processing_mllama` semantics. NumPy only (the
+config files read the defaults below)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 # Powers of two: an RL run whose prompts grow turn by turn touches a handful of shapes.
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+DECODE_LAYERS = ("auto", "scan", "unrolled")  # `generate(decode_layers=...)`
 
 
 def check_buckets(name: str, buckets: Sequence[int]) -> tuple[int, ...]:
