@@ -53,10 +53,11 @@ def test_compilations_equal_buckets_touched_over_50_calls(compiles):
   print(f"50 calls: {len(touched)} buckets touched, {count} compilations")
   assert len(touched) >= 4
   assert compiles["jit(sampling_program)"] == len(touched)
-  # New sampling settings are a new program; the same settings again are not.
-  for _ in range(2):
+  # New sampling settings are a new program; the same settings again, or other EOS ids
+  # (a runtime array), are not.
+  for eos in ((5,), (5,), (7,), ()):
     sampling.generate(model, [[1, 2, 3]], key=jax.random.key(0), max_new_tokens=3,
-                      temperature=0.0, eos_ids=(5,), prompt_buckets=PROMPT_BUCKETS,
+                      temperature=0.0, eos_ids=eos, prompt_buckets=PROMPT_BUCKETS,
                       batch_buckets=BATCH_BUCKETS)
   assert compiles["jit(sampling_program)"] == len(touched) + 1
 
@@ -104,6 +105,6 @@ def test_sampler_on_a_mesh_equals_single_device():
 
 def _batch_args(model, prompts, args):
   ids, mask = sampling.inputs.left_pad(prompts, 16, 4, 0)
-  batch = dict(ids=ids, mask=mask, live=np.arange(4) < 3)
+  batch = dict(ids=ids, mask=mask, live=np.arange(4) < 3, eos=sampling.inputs.eos_array(()))
   batch.update(args["images"].padded(prompts, 16, 4, model.config.image_token_id))
   return batch, np.int32(6), args["key"]

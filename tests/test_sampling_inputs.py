@@ -25,6 +25,12 @@ def test_buckets_round_up_and_past_the_largest():
       inputs.check_buckets("prompt_buckets", bad)
 
 
+def test_eos_ids_become_a_padded_runtime_array():
+  assert inputs.eos_array(()).tolist() == [-1]
+  assert inputs.eos_array((9, 3, 9)).tolist() == [3, 9]
+  assert inputs.eos_array((1, 2, 3)).tolist() == [1, 2, 3, -1]
+
+
 def test_left_pad_right_aligns_prompts_and_pads_extra_rows():
   ids, mask = inputs.left_pad([[5, 6, 7], [9]], length=4, rows=3, pad_id=0)
   np.testing.assert_array_equal(ids, [[0, 5, 6, 7], [0, 0, 0, 9], [0, 0, 0, 0]])
@@ -101,7 +107,8 @@ def test_bad_arguments_fail_before_compiling_with_one_line(tiny_text, change, me
 
 
 def test_bad_image_shapes_name_the_field():
-  model = Model(presets.get("tiny"), rngs=nnx.Rngs(0))
+  # Checked before any array is touched: an abstract model (shapes only) is enough.
+  model = nnx.eval_shape(lambda: Model(presets.get("tiny"), rngs=nnx.Rngs(0)))
   args = dict(key=jax.random.key(0), max_new_tokens=4, temperature=0.0, eos_ids=())
   wrong_rows = inputs.ImageInputs(np.zeros((2, 1, 4, 3, 56, 56)), np.zeros((2, 1)),
                                   np.ones((2, 1, 4)))

@@ -63,6 +63,7 @@ def _batch_shards(mesh: Mesh | None, rules) -> int:
 
 
 _AXES = {"ids": ("batch", "length"), "mask": ("batch", "length"), "live": ("batch",),
+         "eos": (None,),
          "pixel_values": ("batch", None, None, None, None, None),
          "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
          "cross_attention_mask": ("batch", "length", None, None),
@@ -157,8 +158,8 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
     are. key: a PRNG key; row i's step-t draw uses fold_in(fold_in(key, i), t), so a row's
     sample does not depend on the other rows or on the bucket sizes.
   temperature: 0 = greedy; top_k (0 = off) and top_p (1 = off) truncate as transformers.
-  eos_ids: a row stops after emitting any of these; later positions hold `pad_id` (which
-    also pads prompts on the left).
+  eos_ids: a row stops after emitting any of these (a runtime input: changing them does not
+    compile); later positions hold `pad_id` (which also pads prompts on the left).
   images: the rows' processed images (`ImageInputs`), for Mllama models.
   prompt_buckets / batch_buckets: the prompt length and row count are rounded up to these
     (the row count also to a multiple of the mesh's batch shards); the token buffer is the
@@ -190,7 +191,7 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
   rows = inputs_lib.bucket(n, batch_buckets, _batch_shards(mesh, config.rules))
   length = inputs_lib.bucket(max(len(p) for p in prompts), prompt_buckets)
   ids, mask = inputs_lib.left_pad(prompts, length, rows, pad_id)
-  batch = dict(ids=ids, mask=mask, live=np.arange(rows) < n)
+  batch = dict(ids=ids, mask=mask, live=np.arange(rows) < n, eos=inputs_lib.eos_array(eos_ids))
   if images is not None:
     if config.vision is None:
       raise ValueError("images given to a text-only model (its config has no vision tower)")
@@ -202,7 +203,7 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
       new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
       temperature=float(temperature), top_k=0 if greedy else int(top_k),
       top_p=1.0 if greedy else float(top_p),
-      eos_ids=tuple(sorted({int(e) for e in eos_ids})), pad_id=int(pad_id),
+      pad_id=int(pad_id),
       cache_dtype=cache_dtype, return_logits=bool(return_logits),
       unroll_decode=_unroll(decode_layers))
   fn = _program(graphdef, state, config.rules, static, batch, mesh)

@@ -39,6 +39,15 @@ def token_bucket(n: int) -> int:
   return max(8, 1 << (n - 1).bit_length())
 
 
+def eos_array(eos_ids: Sequence[int]) -> np.ndarray:
+  """The EOS ids as a runtime array, padded with -1 (never sampled) to a power of two, so
+  changing them does not compile a new program."""
+  ids = sorted({int(e) for e in eos_ids})
+  out = np.full(max(1, 1 << (len(ids) - 1).bit_length()) if ids else 1, -1, np.int32)
+  out[:len(ids)] = ids
+  return out
+
+
 def left_pad(prompts: Sequence[Sequence[int]], length: int, rows: int,
              pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """(ids, mask) of shape (rows, length): each prompt right-aligned; extra rows all padding."""

@@ -32,7 +32,6 @@ class Static:
   temperature: float
   top_k: int
   top_p: float
-  eos_ids: tuple[int, ...]
   pad_id: int
   cache_dtype: str | None         # None: the model's compute dtype
   return_logits: bool
@@ -63,12 +62,12 @@ def _constrain_cache(cache: KVCache, rules) -> KVCache:
                       cache.logical_axes(), cache, is_leaf=_is_axes)
 
 
-def _record(static: Static, c: _Carry, tokens, logprobs, logits) -> _Carry:
+def _record(static: Static, eos: jax.Array, c: _Carry, tokens, logprobs, logits) -> _Carry:
   """Writes step t's choice for the rows still running; finished rows emit pad."""
   active = ~c.done
   tokens = jnp.where(active, tokens, static.pad_id)
   logprobs = jnp.where(active, logprobs, 0.0)
-  hit = jnp.isin(tokens, jnp.asarray(static.eos_ids, jnp.int32)) if static.eos_ids else False
+  hit = jnp.any(tokens[:, None] == eos[None, :], axis=-1)
   saved = c.logits
   if static.return_logits:
     saved = jax.lax.dynamic_update_index_in_dim(saved, logits, c.t, axis=1)
@@ -110,8 +109,8 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
             budget: jax.Array, key: jax.Array) -> dict:
   """Samples up to `budget` tokens for each row of the left-padded batch.
 
-  batch: ids (B, P), mask (B, P), live (B,) (False for bucket padding rows), and the
-  model's image inputs (`IMAGE_KEYS`) when there are images. Returns tokens / logprobs
+  batch: ids (B, P), mask (B, P), live (B,) (False for bucket padding rows), eos (E,) the
+  EOS ids (-1 fills), and the model's image inputs (`IMAGE_KEYS`) when there are images. Returns tokens / logprobs
   (B, N), lengths, finished (B,), prompt_hidden (B, hidden) fp32 and, with return_logits,
   the fp32 logits (B, N, V) of every step.
   """
@@ -141,7 +140,7 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
       logprobs=jnp.zeros((b, n), jnp.float32),
       logits=jnp.zeros((b, n, vocab), jnp.float32) if static.return_logits else None,
       cache=out.cache)
-  carry = _record(static, carry, *choose(logits0, 0), logits0)
+  carry = _record(static, batch["eos"], carry, *choose(logits0, 0), logits0)
 
   def cond(c: _Carry):
     return (c.t < budget) & ~jnp.all(c.done)
@@ -152,7 +151,7 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
     step_out = rebuild(parts)(c.last[:, None], cache=c.cache)
     logits = step_out.logits[:, 0]
     c = dataclasses.replace(c, cache=step_out.cache)
-    return _record(static, c, *choose(logits, c.t), logits)
+    return _record(static, batch["eos"], c, *choose(logits, c.t), logits)
 
   carry = jax.lax.while_loop(cond, step, carry)
   result = dict(tokens=carry.tokens, logprobs=carry.logprobs, lengths=carry.lengths,
