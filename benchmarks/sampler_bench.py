@@ -10,18 +10,19 @@ Threads: the process is pinned to `--threads` CPUs (`os.sched_setaffinity`, as `
 would) before JAX starts, so XLA's CPU thread pool (sized from the visible CPUs) and
 PyTorch (`torch.set_num_threads`) use the same cores. Tokens/s counts new tokens and
 includes the prefill (wall time of a whole call); every row generates exactly `--new`
-tokens (no EOS). Each side gets a warm-up call (our compile), then the median of
-`--repeats` timed calls. The memory roof is the decode rate if every step only had to read
-the weights it uses and the KV cache once: batch * bandwidth / bytes per step, with the
-device's HBM bandwidth (a table, or `--hbm_gbps`) or, on CPU, the streaming-read bandwidth
-XLA measures here; our decode-step time is (t(new) - t(1)) / (new - 1).
+tokens (no EOS). Each side gets a warm-up call (our compile), then `--repeats` rounds
+alternate the sides; the best round of each is reported (the machine may be shared).
+
+The memory roof is the decode rate if every step only had to read the weights it uses and
+the KV cache once: batch * bandwidth / bytes per step, with the device's HBM bandwidth (a
+table, or `--hbm_gbps`) or, on CPU, the streaming-read bandwidth XLA measures here; our
+decode-step time is (t(new) - t(1)) / (new - 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +40,7 @@ def _args():
   p.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
   p.add_argument("--new", type=int, default=64, help="new tokens per row")
   p.add_argument("--image", action="store_true", help="one 2x2-tile image per row")
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--repeats", type=int, default=5, help="timed rounds (best reported)")
   p.add_argument("--threads", type=int, default=2, help="CPUs for both sides (0: all)")
   p.add_argument("--peer", default="transformers", choices=["transformers", "none"])
   p.add_argument("--hbm_gbps", type=float, default=None, help="memory bandwidth for the roof")
@@ -49,17 +50,22 @@ def _args():
   return args
 
 
-def _median_time(fn, repeats: int) -> tuple[float, float]:
-  """(first call, median of `repeats` later calls), seconds."""
+def _seconds(fn) -> float:
   start = time.perf_counter()
   fn()
-  first = time.perf_counter() - start
-  times = []
+  return time.perf_counter() - start
+
+
+def _interleaved(calls: dict, repeats: int) -> tuple[dict, dict]:
+  """(best, first) seconds per call: one warm-up (compile) call each, then `repeats` rounds
+  alternating the calls, so load from other processes hits all sides alike; the best round
+  is the least disturbed."""
+  first = {name: _seconds(fn) for name, fn in calls.items()}
+  times = {name: [] for name in calls}
   for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
+    for name, fn in calls.items():
+      times[name].append(_seconds(fn))
+  return {name: min(t) for name, t in times.items()}, first
 
 
 def _inputs(config, args, rng):
@@ -104,7 +110,7 @@ def _bandwidth_gbps() -> float:
   x = jnp.ones((128 << 20,), jnp.float32)
   total = jax.jit(jnp.sum)
   total(x).block_until_ready()
-  seconds = min(_median_time(lambda: total(x).block_until_ready(), 1)[1] for _ in range(7))
+  seconds = min(_seconds(lambda: total(x).block_until_ready()) for _ in range(7))
   return x.nbytes / seconds / 1e9
 
 
@@ -137,7 +143,7 @@ def main():
 
   sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
   from jaxrl_gen import sampling  # noqa: PLC0415
-  from jaxrl_gen.models import hf, mllama, presets  # noqa: PLC0415
+  from jaxrl_gen.models import mllama, presets  # noqa: PLC0415
 
   config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype)
   model = mllama.create(config, seed=0)
@@ -155,49 +161,62 @@ def main():
                              max_new_tokens=new, temperature=0.0, eos_ids=(),
                              prompt_buckets=(args.prompt,), batch_buckets=(args.batch,))
 
-  first, ours_s = _median_time(ours, args.repeats)
-  _, prefill_s = _median_time(lambda: ours(1), args.repeats)  # prefill + one token
+  calls = {"ours": ours, "prefill": lambda: ours(1)}  # prefill: prompt + one token
+  peer = None if args.peer == "none" else _peer(model, config, args, prompts, images)
+  if peer is not None:
+    calls["theirs"] = peer
+  best, first = _interleaved(calls, args.repeats)
   tokens = args.batch * args.new
   print(f"$ python benchmarks/sampler_bench.py {' '.join(sys.argv[1:])}")
   print(f"load average (1, 5, 15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
   print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
         f" new={args.new} image={args.image} device={jax.devices()[0].device_kind}"
         f" cpus={len(os.sched_getaffinity(0))} params={mllama.param_count(config):,}")
-  print(f"jaxrl_gen: {ours_s:.3f} s/call, {tokens / ours_s:,.1f} tokens/s"
-        f" (first call incl. compile {first:.1f} s; prefill + 1 token {prefill_s:.3f} s)")
-  _roof(model, config, args, (ours_s - prefill_s) / (args.new - 1))
-  if args.peer == "none":
+  print(f"jaxrl_gen: {best['ours']:.3f} s/call, {tokens / best['ours']:,.1f} tokens/s"
+        f" (first call incl. compile {first['ours']:.1f} s; prefill + 1 token"
+        f" {best['prefill']:.3f} s)")
+  _roof(model, config, args, (best["ours"] - best["prefill"]) / (args.new - 1))
+  if peer is None:
     return
+  import transformers  # noqa: PLC0415
+
+  want, got = peer()[:, args.prompt:].numpy(), ours().tokens
+  agree = [int(np.argmin(w == g)) if (w != g).any() else args.new for w, g in zip(want, got)]
+  print(f"transformers {transformers.__version__} ({peer.about}): {best['theirs']:.3f} s/call,"
+        f" {tokens / best['theirs']:,.1f} tokens/s")
+  print(f"speed ratio jaxrl_gen / transformers: {best['theirs'] / best['ours']:.2f}x;"
+        f" greedy rows identical: {agree.count(args.new)}/{args.batch} (others agree for"
+        f" {sorted(a for a in agree if a < args.new)} tokens); load average now:"
+        f" {os.getloadavg()[0]:.2f}")
+
+
+def _peer(model, config, args, prompts, images):
+  """transformers' greedy `generate` on our weights (save_pretrained -> from_pretrained)."""
   import torch  # noqa: PLC0415  (the peer only)
   import transformers  # noqa: PLC0415
+
+  from jaxrl_gen.models import hf  # noqa: PLC0415
 
   torch.set_num_threads(len(os.sched_getaffinity(0)))
   with tempfile.TemporaryDirectory() as tmp:
     hf.save_pretrained(model, tmp)
     cls = (transformers.MllamaForConditionalGeneration if config.vision
            else transformers.LlamaForCausalLM)
-    peer = cls.from_pretrained(tmp, dtype=getattr(torch, args.dtype)).eval()
-  torch_inputs = dict(input_ids=torch.as_tensor(prompts))
+    net = cls.from_pretrained(tmp, dtype=getattr(torch, args.dtype)).eval()
+  inputs = dict(input_ids=torch.as_tensor(prompts))
   if images:
     cross = np.zeros((args.batch, args.prompt, 1, config.vision.max_num_tiles), np.int64)
-    cross[:, 1:] = 1
-    torch_inputs.update({k: torch.as_tensor(v) for k, v in images.items()},
-                        cross_attention_mask=torch.as_tensor(cross))
+    cross[:, 1:] = 1  # the image token is at position 1
+    inputs.update({k: torch.as_tensor(v) for k, v in images.items()},
+                  cross_attention_mask=torch.as_tensor(cross))
 
-  def theirs():
+  def generate():
     with torch.no_grad():
-      return peer.generate(**torch_inputs, max_new_tokens=args.new, min_new_tokens=args.new,
-                           do_sample=False, eos_token_id=None, pad_token_id=0)
-
-  _, theirs_s = _median_time(theirs, args.repeats)
-  want = theirs()[:, args.prompt:].numpy()
-  got = ours().tokens
-  same = (want == got).all(axis=1).mean()
-  print(f"transformers {transformers.__version__} (torch {torch.__version__},"
-        f" {torch.get_num_threads()} threads, {peer.config._attn_implementation} attention):"
-        f" {theirs_s:.3f} s/call, {tokens / theirs_s:,.1f} tokens/s")
-  print(f"speed ratio jaxrl_gen / transformers: {theirs_s / ours_s:.2f}x"
-        f" (greedy rows identical: {same:.0%}); load average now: {os.getloadavg()[0]:.2f}")
+      return net.generate(**inputs, max_new_tokens=args.new, min_new_tokens=args.new,
+                          do_sample=False, eos_token_id=None, pad_token_id=0)
+  generate.about = (f"torch {torch.__version__}, {torch.get_num_threads()} threads,"
+                    f" {net.config._attn_implementation} attention")
+  return generate
 
 
 if __name__ == "__main__":
