@@ -110,8 +110,9 @@ def test_greedy_mllama_text_only_matches_transformers_generate(mllama_pair):
 
 
 def _teacher_forced(model, prompts, generated, images=None):
-  """Full-sequence fp32 logits at each generated token's step: one batched forward over the
-  rows [prompt; generated], right-padded (causal attention keeps padding out of the past)."""
+  """Full-sequence fp32 logits at each generated token's step and the final hidden state at
+  each last prompt token: one batched forward over the rows [prompt; generated],
+  right-padded (causal attention keeps padding out of the past)."""
   seqs = [list(p) + list(g) for p, g in zip(prompts, generated)]
   length = max(map(len, seqs))
   ids = np.zeros((len(seqs), length), np.int32)
@@ -126,9 +127,11 @@ def _teacher_forced(model, prompts, generated, images=None):
       cross[i, len(p):len(p) + len(g)] = rows[-1]  # generate repeats the last row
     kw = dict(pixel_values=images.pixel_values, aspect_ratio_ids=images.aspect_ratio_ids,
               aspect_ratio_mask=images.aspect_ratio_mask, cross_attention_mask=cross)
-  logits = np.asarray(nnx.jit(lambda m, ids, kw: m(ids, **kw).logits)(model, ids, kw))
-  return [logits[i, len(p) - 1:len(p) - 1 + len(g)]
-          for i, (p, g) in enumerate(zip(prompts, generated))]
+  out = nnx.jit(lambda m, ids, kw: m(ids, return_hidden=True, **kw))(model, ids, kw)
+  logits, hidden = np.asarray(out.logits), np.asarray(out.hidden)
+  return ([logits[i, len(p) - 1:len(p) - 1 + len(g)]
+           for i, (p, g) in enumerate(zip(prompts, generated))],
+          np.stack([hidden[i, len(p) - 1] for i, p in enumerate(prompts)]))
 
 
 def test_cached_decode_logits_equal_full_forward_at_every_step(mllama_pair):
@@ -137,10 +140,11 @@ def test_cached_decode_logits_equal_full_forward_at_every_step(mllama_pair):
   images = _images([[2], [6], [0]], seed=4)
   got = _ours(ours, prompts, 9, images=images, return_logits=True)
   assert got.logits.shape == (3, 9, 96)
-  wants = _teacher_forced(ours, prompts, got.tokens.tolist(), images)
+  wants, hidden = _teacher_forced(ours, prompts, got.tokens.tolist(), images)
   worst = max(float(np.abs(got.logits[i] - want).max()) for i, want in enumerate(wants))
   print(f"cached decode vs full forward: max |logit diff| = {worst:.1e}")
   assert worst <= TOL
+  np.testing.assert_allclose(got.prompt_hidden, hidden, atol=TOL)  # what the value head reads
 
 
 def test_logprobs_equal_tempered_log_softmax_of_teacher_forced_forward(tmp_path):
@@ -149,7 +153,7 @@ def test_logprobs_equal_tempered_log_softmax_of_teacher_forced_forward(tmp_path)
   temperature = 0.7
   got = _ours(ours, prompts, 12, temperature=temperature, top_k=20, top_p=0.9, eos_ids=(2,))
   generated = got.token_lists()
-  for i, logits in enumerate(_teacher_forced(ours, prompts, generated)):
+  for i, logits in enumerate(_teacher_forced(ours, prompts, generated)[0]):
     n = len(generated[i])
     logp = np.asarray(jax.nn.log_softmax(logits / temperature, axis=-1))
     want = np.take_along_axis(logp, np.asarray(generated[i])[:, None], 1)[:, 0]
