@@ -11,7 +11,9 @@ would) before JAX starts, so XLA's CPU thread pool (sized from the visible CPUs)
 PyTorch (`torch.set_num_threads`) use the same cores. Tokens/s counts new tokens and
 includes the prefill (wall time of a whole call); every row generates exactly `--new`
 tokens (no EOS). Each side gets a warm-up call (our compile), then `--repeats` rounds
-alternate the sides; the best round of each is reported (the machine may be shared).
+alternate the sides; the best round of each is reported (the machine may be shared). On a
+shared machine run with OMP_WAIT_POLICY=PASSIVE: PyTorch's spin-waiting OpenMP threads
+otherwise stall 10-40x whenever another process holds one of the cores.
 
 The memory roof is the decode rate if every step only had to read the weights it uses and
 the KV cache once: batch * bandwidth / bytes per step, with the device's HBM bandwidth (a
@@ -215,6 +217,7 @@ def _peer(model, config, args, prompts, images):
       return net.generate(**inputs, max_new_tokens=args.new, min_new_tokens=args.new,
                           do_sample=False, eos_token_id=None, pad_token_id=0)
   generate.about = (f"torch {torch.__version__}, {torch.get_num_threads()} threads,"
+                    f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')},"
                     f" {net.config._attn_implementation} attention")
   return generate
 
