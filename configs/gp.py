@@ -12,6 +12,9 @@ Examples:
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
+prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented in
+`jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
 
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:
@@ -59,8 +62,6 @@ RL: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8; `jaxrl_gen.trai
 reference's launched values as defaults:
     ppo.num_updates       20: PPO updates in the run (rollout + learn each).
     ppo.num_steps         256: transitions (generations) per process per update.
-    ppo.temperature       0.2: the rollout's sampling temperature (log-probs are taken at it).
-    ppo.max_new_tokens    512: the rollout's generation budget per answer.
     ppo.gamma             0.9: discount per turn.
     ppo.gae_lambda        0.95: GAE lambda.
     ppo.bootstrap_truncated  False: an episode ends on terminated or truncated and nothing
@@ -138,6 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
+  config.sampling = config_lib.sampling_config()
 
   config.lock()
   return config

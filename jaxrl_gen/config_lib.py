@@ -16,6 +16,7 @@ import ml_collections
 
 from jaxrl_gen.models import config as model_config_lib  # JAX-free
 from jaxrl_gen.models import presets as model_presets  # JAX-free
+from jaxrl_gen.sampling import inputs as sampling_inputs  # JAX-free
 
 # Model presets: `jaxrl_gen.models.presets` is the source of truth.
 PRESETS = model_presets.NAMES
@@ -108,8 +109,6 @@ def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.num_updates = num_updates
   config.num_steps = 256
-  config.temperature = 0.2
-  config.max_new_tokens = 512
   config.gamma = 0.9
   config.gae_lambda = 0.95
   config.bootstrap_truncated = False
@@ -131,6 +130,37 @@ def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
   config.value_hidden = (1024, 512)
   config.freeze = ()
   return config
+
+
+def sampling_config() -> ml_collections.ConfigDict:
+  """The `config.sampling` section: rollout generation (`jaxrl_gen.sampling.generate`).
+
+      sampling.temperature     0.2, the reference's rollouts (`reference.md` 4.2); 0 = greedy.
+                               Log-probs are of softmax(logits / temperature) before top-k/p.
+      sampling.top_p           1.0 (off). The reference leaves top-p to the checkpoint's
+                               generation_config.json, probably the Llama-3 default 0.9
+                               [inferred, not verified]: set 0.9 to follow that guess.
+      sampling.top_k           0 (off).
+      sampling.max_new_tokens  512: the generation budget per turn.
+      sampling.prompt_buckets  prompt lengths are padded up to one of these (past the largest:
+                               a multiple of it); each bucket is one compiled program.
+      sampling.batch_buckets   row counts likewise (then up to a multiple of the batch shards).
+      sampling.cache_dtype     'auto' (the model's compute dtype) | 'float32' | 'bfloat16':
+                               the self-attention KV cache.
+      sampling.decode_layers   'auto' | 'scan' | 'unrolled': how decode steps run the layers
+                               ('unrolled' keeps a per-call copy of the decoder weights and
+                               reads them in place; 'auto' = 'unrolled' on CPU only).
+  """
+  return ml_collections.ConfigDict({
+      "temperature": 0.2,
+      "top_p": 1.0,
+      "top_k": 0,
+      "max_new_tokens": 512,
+      "prompt_buckets": sampling_inputs.PROMPT_BUCKETS,
+      "batch_buckets": sampling_inputs.BATCH_BUCKETS,
+      "cache_dtype": "auto",
+      "decode_layers": "auto",
+  })
 
 
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -192,12 +222,30 @@ def validate_model(config: ml_collections.ConfigDict, num_devices: int | None = 
     raise ConfigError(f"config.mesh: {e}") from None
 
 
+def validate_sampling(config: ml_collections.ConfigDict) -> None:
+  """The sampling section's ranges."""
+  s = config.sampling
+  _check(s.temperature >= 0, f"config.sampling.temperature={s.temperature}: must be >= 0")
+  _check(0 < s.top_p <= 1, f"config.sampling.top_p={s.top_p}: must be in (0, 1]")
+  _check(s.top_k >= 0, f"config.sampling.top_k={s.top_k}: must be >= 0 (0 = off)")
+  _check(s.max_new_tokens >= 1,
+         f"config.sampling.max_new_tokens={s.max_new_tokens}: must be positive")
+  for name in ("prompt_buckets", "batch_buckets"):
+    b = tuple(s[name])
+    _check(bool(b) and b[0] >= 1 and all(x < y for x, y in zip(b, b[1:])),
+           f"config.sampling.{name}={b}: must be strictly increasing positive sizes")
+  _one_of(config, "sampling.cache_dtype", ("auto",) + model_config_lib.DTYPES)
+  _one_of(config, "sampling.decode_layers", sampling_inputs.DECODE_LAYERS)
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Cross-field checks, run before anything is compiled. Raises `ConfigError`."""
   from jaxrl_gen import envs  # configs import this module; keep the import graph one-way
 
   _one_of(config, "mode", IMPLEMENTED_MODES)
   validate_model(config)
+  if "sampling" in config:
+    validate_sampling(config)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     _one_of(config, "ppo.action_span", ("field", "legacy"))

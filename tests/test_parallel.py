@@ -140,7 +140,9 @@ def test_kv_cache_shards_by_its_logical_axes():
   cache = model.init_cache(4, 16)
   cache = jax.device_put(cache, parallel.logical_shardings(cache, cache.logical_axes(), mesh,
                                                            config.rules))
-  assert cache.keys[0].sharding.spec == jax.P(None, ("data", "fsdp"), None, "tensor", None)
+  # keys stored (R, B, KV, D, L), values (R, B, KV, L, D): batch and kv heads sharded
+  assert cache.keys[0].sharding.spec == jax.P(None, ("data", "fsdp"), "tensor", None, None)
+  assert cache.values[0].sharding.spec == jax.P(None, ("data", "fsdp"), "tensor", None, None)
   ids = jnp.asarray(np.random.default_rng(0).integers(0, 2048, (4, 8)))
   with jax.set_mesh(mesh):
     out = nnx.jit(lambda m, x, c: m(x, cache=c))(model, ids, cache)

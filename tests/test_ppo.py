@@ -392,7 +392,7 @@ def test_config_sections(repo_root, name, updates):
       assert f"{section}.{key}" in module.__doc__, f"configs/{name}.py: {section}.{key}"
   assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(num_updates=updates)
   assert module.get_config("vl").ppo.lr == (1e-7 if name == "virl" else 1e-6)
-  assert (config.ppo.num_steps, config.ppo.temperature, config.ppo.max_new_tokens) == (256, 0.2, 512)
+  assert (config.ppo.num_steps, config.sampling.temperature, config.sampling.max_new_tokens) == (256, 0.2, 512)
   config.ppo.max_grad_norm = 0.5
   assert ppo.PPOConfig.from_config(config.ppo).max_grad_norm == 0.5
   config.ppo.action_span = "tokens"

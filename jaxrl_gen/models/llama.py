@@ -8,6 +8,9 @@ layer `i` is `layers[i % period]` at repeat `i // period`.
 Cache: self-attention K/V preallocated to `max_length` slots, written at a shared `index`
 (prompts are left-padded, so every row writes the same slot), a per-slot `valid` mask and a
 per-row next RoPE position; cross-attention K/V are computed once from the image states.
+Cached keys are stored (B, KV, D, L) and values (B, KV, L, D) per layer: the layouts the
+decode step's q.k and p.v matmuls read in place (row-major (B, L, KV, D) costs a transpose
+of the whole cache per layer and step).
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from jaxrl_gen.models.config import ModelConfig
 @dataclasses.dataclass(frozen=True)
 class KVCache:
   """Decoder state between calls; a pytree, updated functionally (donate it under jit)."""
-  keys: tuple[jax.Array, ...]            # per self-attention block slot: (R, B, L, KV, D)
-  values: tuple[jax.Array, ...]
+  keys: tuple[jax.Array, ...]            # per self-attention block slot: (R, B, KV, D, L)
+  values: tuple[jax.Array, ...]          # (R, B, KV, L, D)
   valid: jax.Array                       # (B, L) bool: the slot holds a real token
   index: jax.Array                       # () int32: the next slot to write
   next_position: jax.Array               # (B,) int32: RoPE position of the next token
-  cross_keys: tuple[jax.Array, ...] | None = None    # per cross slot: (R, B, N_vision, KV, D)
-  cross_values: tuple[jax.Array, ...] | None = None
+  cross_keys: tuple[jax.Array, ...] | None = None    # per cross slot: (R, B, KV, D, N_vision)
+  cross_values: tuple[jax.Array, ...] | None = None  # (R, B, KV, N_vision, D)
   cross_mask: jax.Array | None = None    # (B, images, tiles): the last cross_attention_mask row
 
   @property
@@ -47,11 +50,12 @@ class KVCache:
 
   def logical_axes(self) -> KVCache:
     """The same tree with each array's logical axis names (for `parallel.logical_shardings`)."""
-    kv = ("layers", "batch", "length", "act_kv_heads", "head_dim")
-    per = lambda t: None if t is None else tuple(kv for _ in t)  # noqa: E731
-    return KVCache(keys=per(self.keys), values=per(self.values), valid=("batch", "length"),
-                   index=(), next_position=("batch",), cross_keys=per(self.cross_keys),
-                   cross_values=per(self.cross_values),
+    k = ("layers", "batch", "act_kv_heads", "head_dim", "length")
+    v = ("layers", "batch", "act_kv_heads", "length", "head_dim")
+    per = lambda t, axes: None if t is None else tuple(axes for _ in t)  # noqa: E731
+    return KVCache(keys=per(self.keys, k), values=per(self.values, v), valid=("batch", "length"),
+                   index=(), next_position=("batch",), cross_keys=per(self.cross_keys, k),
+                   cross_values=per(self.cross_values, v),
                    cross_mask=None if self.cross_mask is None else ("batch", None, None))
 
 
@@ -125,13 +129,27 @@ class CrossAttentionLayer(nnx.Module):
                                                  config.param_dtype, stack)
 
 
-def _write(stacks: tuple[jax.Array, ...], n: int, new: jax.Array, r, index):
+# (B, L, KV, D) -> the stored per-layer layout of cached keys and of cached values.
+KEY_LAYOUT, VALUE_LAYOUT = (0, 2, 3, 1), (0, 2, 1, 3)
+
+
+def stored(x: jax.Array, layout: tuple[int, ...]) -> jax.Array:
+  return jnp.transpose(x, layout)
+
+
+def unstored(x: jax.Array, layout: tuple[int, ...]) -> jax.Array:
+  """A stored layer back to (B, L, KV, D); XLA folds this transpose into the matmul."""
+  return jnp.transpose(x, tuple(layout.index(i) for i in range(4)))
+
+
+def _write(stacks: tuple[jax.Array, ...], n: int, new: jax.Array, r, index, layout):
   """Writes `new` (B, S, KV, D) into cached stack n at repeat r, slots index.. ; returns the
   updated stacks and that layer's whole cache (B, L, KV, D) in `new`'s dtype."""
-  stack = jax.lax.dynamic_update_slice(stacks[n], new[None].astype(stacks[n].dtype),
-                                       (r, 0, index, 0, 0))
+  start = (r,) + tuple(index if axis == 1 else 0 for axis in layout)
+  stack = jax.lax.dynamic_update_slice(
+      stacks[n], stored(new, layout)[None].astype(stacks[n].dtype), start)
   layer = jax.lax.dynamic_index_in_dim(stack, r, keepdims=False).astype(new.dtype)
-  return stacks[:n] + (stack,) + stacks[n + 1:], layer
+  return stacks[:n] + (stack,) + stacks[n + 1:], unstored(layer, layout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +215,8 @@ class Decoder(nnx.Module):
           if ks is None:  # no cache: attend over this call's tokens
             k_all, v_all = k, v
           else:  # write this call's K/V into the cache, attend over every slot
-            ks, k_all = _write(ks, n, k, r, cache.index)
-            vs, v_all = _write(vs, n, v, r, cache.index)
+            ks, k_all = _write(ks, n, k, r, cache.index, KEY_LAYOUT)
+            vs, v_all = _write(vs, n, v, r, cache.index, VALUE_LAYOUT)
           out = layer.self_attn.o_proj(layers.attend(q, k_all, v_all, allowed))
           h = self._shard(h + checkpoint_name(out, "attn_out"), act)
           y = layer.mlp(layer.post_attention_layernorm(h))
@@ -209,10 +227,11 @@ class Decoder(nnx.Module):
           attn = layer.cross_attn
           q = attn.q_norm(attn.q_proj(x))
           if cached_cross:
-            ck, cv = cross_kv[0][n].astype(q.dtype), cross_kv[1][n].astype(q.dtype)
+            ck = unstored(cross_kv[0][n], KEY_LAYOUT).astype(q.dtype)
+            cv = unstored(cross_kv[1][n], VALUE_LAYOUT).astype(q.dtype)
           else:
             ck, cv = attn.kv(cross.states)
-            new_cross.append((ck, cv))
+            new_cross.append((stored(ck, KEY_LAYOUT), stored(cv, VALUE_LAYOUT)))
           out = attn.o_proj(layers.attend(q, ck, cv, cross.allowed))
           gate = jnp.tanh(layer.cross_attn_attn_gate[...].astype(jnp.float32)).astype(h.dtype)
           h = h + gate * out

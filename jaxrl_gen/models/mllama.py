@@ -18,7 +18,7 @@ from flax import nnx
 from jaxrl_gen import parallel
 from jaxrl_gen.models import layers
 from jaxrl_gen.models.config import ModelConfig
-from jaxrl_gen.models.llama import CrossInputs, Decoder, KVCache
+from jaxrl_gen.models.llama import KEY_LAYOUT, VALUE_LAYOUT, CrossInputs, Decoder, KVCache
 from jaxrl_gen.models.vision import VisionEncoder
 
 
@@ -84,9 +84,11 @@ class Model(nnx.Module):
     """
     t, dec = self.config.text, self.language_model
     dtype = dtype or self.config.dtype
-    shape = (dec.repeats, batch_size, max_length, t.num_kv_heads, t.head_dim)
-    empty = tuple(jnp.zeros(shape, dtype) for _ in dec.self_slots)
-    return KVCache(keys=empty, values=tuple(jnp.zeros(shape, dtype) for _ in dec.self_slots),
+    logical = (batch_size, max_length, t.num_kv_heads, t.head_dim)
+    shape = lambda layout: (dec.repeats,) + tuple(logical[i] for i in layout)  # noqa: E731
+    keys = tuple(jnp.zeros(shape(KEY_LAYOUT), dtype) for _ in dec.self_slots)
+    values = tuple(jnp.zeros(shape(VALUE_LAYOUT), dtype) for _ in dec.self_slots)
+    return KVCache(keys=keys, values=values,
                    valid=jnp.zeros((batch_size, max_length), bool),
                    index=jnp.zeros((), jnp.int32),
                    next_position=jnp.zeros((batch_size,), jnp.int32))
