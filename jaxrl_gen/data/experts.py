@@ -1,0 +1,60 @@
+"""Expert prompt -> response pairs generated from the environments (`reference.md` §5).
+
+The paper's SFT data are "optimal single-turn pairs": the environment's first-turn prompt
+(with its image for the -VL variants) and the expert's answer. A task registers a function
+`pairs(rng, params, options) -> list[Pair]` drawing one episode's pairs from `rng`:
+GeneralPoints gives one pair per dealt hand; V-IRL (when its environment lands) one per rail
+point of a route. Everything is a pure function of the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxrl_gen.envs import core
+
+FORMULA_PICKS = ("random", "first")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """One SFT example: the prompt turn (text and optional image), the target, and metadata."""
+
+  prompt: str
+  response: str
+  image: Any = None  # PIL image or None
+  meta: dict = dataclasses.field(default_factory=dict)
+
+  def conversation(self) -> core.Conversation:
+    return (core.Turn("user", self.prompt, self.image), core.Turn("assistant", self.response))
+
+
+def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
+  """A solvable GeneralPoints hand, its prompt (and card image for GP-VL) and an expert answer:
+  a solver formula in the reference's answer layout, uniformly drawn among the hand's expert
+  formulas (`formula='random'`) or the first one (`'first'`)."""
+  from jaxrl_gen.envs import general_points as gp
+
+  pick = options.get("formula", "random")
+  if pick not in FORMULA_PICKS:
+    raise ValueError(f"data.formula={pick!r}: must be one of {FORMULA_PICKS}")
+  hand = gp.deal(rng, params)
+  answer = gp.expert_answer(hand, params, rng if pick == "random" else None)
+  image = None if params.language_only else gp.render(hand, params)
+  return [Pair(gp.prompt(hand, params), answer, image, {"cards": list(hand.cards)})]
+
+
+# Task name -> pair generator. V-IRL adds "virl" here.
+TASKS: dict[str, Callable[[np.random.Generator, Any, dict], list[Pair]]] = {"gp": gp_pairs}
+
+
+def episode_pairs(task: str, params, options: dict, seed: int, split: int, index: int
+                  ) -> list[Pair]:
+  """The pairs of episode `index` of a split: a generator seeded by (seed, split, index), so any
+  episode can be regenerated alone and splits never share a stream."""
+  if task not in TASKS:
+    raise ValueError(f"no expert data for task {task!r}; tasks with experts: {', '.join(TASKS)}")
+  return TASKS[task](np.random.default_rng([seed, split, index]), params, options)
