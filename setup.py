@@ -20,6 +20,7 @@ RUNTIME = [
     "safetensors>=0.5",
     "pillow>=10",
     "numpy>=1.26",
+    "scipy>=1.11",
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "gymnasium>=1.0",

@@ -6,8 +6,10 @@ GeneralPoints figures: verifier answers/s per reward mode over a fixed mix of co
 malformed and hostile answers (one in five hostile), and over each part alone; solver hands/s
 with a cold cache (every distinct hand of ranks 1..13 solved once); deals/s (warm solver cache,
 as in training) and resets/s for GP-L and GP-VL (the VL reset renders the 1200x1200 image from
-cached card faces). Each environment registers a function in `BENCHES`
-returning (name, count, seconds, unit) rows; V-IRL adds its own.
+cached card faces). V-IRL figures (`benchmarks/virl_bench.py`): env steps/s of the scripted
+expert on the default synthetic city (V-IRL-L, and V-IRL-VL rendering a 2x2 grid per step) and
+perspective views/s, next to a per-pixel remap peer. Each environment registers a function in
+`BENCHES` returning (name, count, seconds, unit) rows.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from jaxrl_gen.envs import general_points as gp  # noqa: E402
 from jaxrl_gen.envs.general_points import solver  # noqa: E402
 
 
-def _timed(fn: Callable[[], int], seconds: float) -> tuple[int, float]:
+def timed(fn: Callable[[], int], seconds: float) -> tuple[int, float]:
   """Calls `fn` (which returns how many items it did) until `seconds` have passed."""
   count, start = 0, time.perf_counter()
   while True:
@@ -83,7 +85,7 @@ def gp_benchmarks(seconds: float) -> list[tuple[str, int, float, str]]:
         for answer, hand in mix:
           gp.verify(answer, hand, params)
         return len(mix)
-      rows.append((f"verify ({mode}, {name})", *_timed(verify_all, seconds), "answers"))
+      rows.append((f"verify ({mode}, {name})", *timed(verify_all, seconds), "answers"))
 
   multisets = list(itertools.combinations_with_replacement(range(1, 14), 4))
 
@@ -92,22 +94,28 @@ def gp_benchmarks(seconds: float) -> list[tuple[str, int, float, str]]:
     for numbers in multisets:
       solver.solutions(numbers, 24)
     return len(multisets)
-  rows.append(("solve (cold cache)", *_timed(solve_cold, seconds), "hands"))
+  rows.append(("solve (cold cache)", *timed(solve_cold, seconds), "hands"))
 
   params = gp.EnvParams()
   for numbers in multisets:  # warm: training deals from a cache that fills in seconds
     solver.solutions(tuple(min(v, 10) for v in numbers), 24)
   seeds = itertools.count()
   rows.append(("deal (warm cache)",
-               *_timed(lambda: (gp.deal(next(seeds), params), 1)[1], seconds), "hands"))
+               *timed(lambda: (gp.deal(next(seeds), params), 1)[1], seconds), "hands"))
   for name, variant in (("reset GP-L", params), ("reset GP-VL (renders)",
                                                  gp.EnvParams(language_only=False, color="black"))):
-    rows.append((name, *_timed(lambda v=variant: (gp.reset(next(seeds), v), 1)[1], seconds),
+    rows.append((name, *timed(lambda v=variant: (gp.reset(next(seeds), v), 1)[1], seconds),
                  "episodes"))
   return rows
 
 
-BENCHES = {"gp": gp_benchmarks}
+def virl_benchmarks(seconds: float) -> list[tuple[str, int, float, str]]:
+  import virl_bench  # beside this file; imported late: it generates the synthetic city
+
+  return virl_bench.rows(seconds)
+
+
+BENCHES = {"gp": gp_benchmarks, "virl": virl_benchmarks}
 
 
 def main(argv=None):
@@ -123,7 +131,7 @@ def main(argv=None):
         f"({platform.processor() or 'cpu'}), {'one core' if pinned else 'unpinned'}")
   for env in args.env or sorted(BENCHES):
     for name, count, seconds, unit in BENCHES[env](args.seconds):
-      print(f"{env:>4} {name:<34} {count / seconds:>12,.0f} {unit}/s"
+      print(f"{env:>4} {name:<40} {count / seconds:>12,.0f} {unit}/s"
             f"   ({count} in {seconds:.2f} s)")
 
 

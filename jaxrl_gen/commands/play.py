@@ -1,20 +1,24 @@
-"""`jaxrl-gen play`: deal GeneralPoints hands, show exactly what the model sees, score answers.
+"""`jaxrl-gen play`: start episodes, show exactly what the model sees, score typed answers.
 
     jaxrl-gen play --config=configs/gp.py:vl --workdir=runs/play --answer='{"cards": ...}'
     echo '(10-4)*(3+1)' | jaxrl-gen play --config=configs/gp.py:l
+    jaxrl-gen play --config=configs/virl.py:vl --answer='turn_direction(north)'
 
-For each hand (hand i uses the seed `config.seed + i`) it prints the cards, the exact prompt,
-and the path of the rendered GP-VL image (written for both variants, so a person can look at
-the cards). Answers come from `--answer` (repeatable), else from stdin: typed interactively at a
+GeneralPoints: for each hand (hand i uses the seed `config.seed + i`) it prints the cards, the
+exact prompt, and the path of the rendered GP-VL image (written for both variants, so a person
+can look at the cards). V-IRL: for each route it prints the prompt at every rail point (a fresh
+prompt after each correct move) and, for V-IRL-VL, writes the street-view grid. Answers come from `--answer` (repeatable), else from stdin: typed interactively at a
 terminal (an empty line moves to the next hand), or read line by line until EOF when piped;
 with neither, the hands are just shown. Answers are consumed in order, each one an attempt on
 the current hand, until its episode ends (solved, or the verification budget is spent); then
 the next hand is dealt. Each attempt prints the reward, the verifier's message, the remaining
 budget and the user turn the model would see next.
 
-A line without a "formula" key is taken as a bare formula (e.g. `(10-4)*(3+1)` or
-`10*3-6*1=24`) and wrapped into the answer format claiming the dealt cards and their numbers,
-so for GP-VL only the arithmetic is graded (the card recognition check passes).
+A GeneralPoints line without a "formula" key is taken as a bare formula (e.g. `(10-4)*(3+1)`
+or `10*3-6*1=24`) and wrapped into the answer format claiming the dealt cards and their
+numbers, so for GP-VL only the arithmetic is graded (the card recognition check passes). A
+V-IRL line without an "action" key is taken as a bare action (`forward()`,
+`turn_direction(north)`, `stop()`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ from typing import Iterator
 from absl import flags
 
 from jaxrl_gen import envs
-from jaxrl_gen.envs.general_points import env as gp_env
 from jaxrl_gen.envs.general_points import canvas, prompts, solver
 
 DEFAULT_WORKDIR = os.path.join("runs", "play")
 
-_HANDS = flags.DEFINE_integer("hands", 1, "How many hands to deal.", lower_bound=1)
+_HANDS = flags.DEFINE_integer("hands", 1, "How many hands (V-IRL: routes) to play.",
+                              lower_bound=1)
 _ANSWER = flags.DEFINE_multi_string(
     "answer", None, "An answer to score (repeatable; each is one attempt, in order). A bare "
     "formula is wrapped into the answer format with the dealt cards.")
@@ -46,6 +50,11 @@ def wrap_answer(text: str, hand, params) -> str:
     return text
   return json.dumps({"cards": list(hand.plain), "number": list(hand.numbers),
                      "formula": text.strip()})
+
+
+def wrap_action(text: str) -> str:
+  """The V-IRL answer as given, or a bare action wrapped into the answer format."""
+  return text if '"action"' in text else json.dumps({"action": text.strip()})
 
 
 def _answers() -> Iterator[str | None]:
@@ -83,6 +92,49 @@ def _show_hand(index: int, total: int, seed: int, state, params, workdir: str):
     print(f"expert answer:{prompts.expert_answer(hand, params)}")
 
 
+def _show_virl_point(state, params, workdir: str, name: str):
+  """The prompt at the current rail point (and the VL grid, written to the workdir)."""
+  from jaxrl_gen.envs import virl  # V-IRL loads its route data on first use
+
+  print(f"--- rail point {state.position + 1}/{len(state.plan.rail)}"
+        f" (route {state.route_index}) ---")
+  if not params.language_only:
+    path = os.path.join(workdir, f"{name}_point{state.position}.png")
+    state.conversation[0].image.save(path)
+    print(f"image (the V-IRL-VL street-view grid): {path}")
+  sys.stdout.write(state.conversation[0].text)
+  print("--- end of prompt ---")
+  if _SHOW_SOLUTIONS.value:
+    print(f"expert answer:{virl.expert_answer(state, params)}")
+
+
+def _play_virl(config, params, workdir: str, answers: Iterator[str | None]):
+  from jaxrl_gen.envs import virl
+
+  for index in range(_HANDS.value):
+    seed = config.seed + index
+    state, _ = virl.reset(seed, params)
+    print(f"=== route {index + 1}/{_HANDS.value} (seed {seed}) ===")
+    _show_virl_point(state, params, workdir, f"route_{index}")
+    while not state.done:
+      answer = next(answers, None)
+      if answer is None:
+        break
+      print(f"answer: {answer}")
+      position = state.position
+      state, _, reward, terminated, truncated, info = virl.step(
+          state, wrap_action(answer), params)
+      print(f"reward {reward:g}: {info['Verify Info']}")
+      if terminated or truncated:
+        print("  route " + ("completed" if info["is_success"] else "failed")
+              + (" (truncated: no attempts left)" if truncated else ""))
+      elif state.position != position:
+        _show_virl_point(state, params, workdir, f"route_{index}")
+      else:
+        print(f"  next user turn: {state.conversation[-1].text}")
+    print()
+
+
 def _show_result(state, reward, terminated, truncated, info, params):
   print(f"attempt {state.attempts}: reward {reward:g}")
   print(f"  formula read: {info['Formula']!r}" if info["Formula"] is not None
@@ -106,6 +158,9 @@ def main(config, workdir: str | None):
   workdir = workdir or DEFAULT_WORKDIR
   os.makedirs(workdir, exist_ok=True)
   answers = _answers()
+  if config.task == "virl":
+    return _play_virl(config, params, workdir, answers)
+  gp_env = envs.get("gp")
   for index in range(_HANDS.value):
     seed = config.seed + index
     state, _ = gp_env.reset(seed, params)

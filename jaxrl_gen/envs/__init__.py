@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-TASKS = {"gp": "jaxrl_gen.envs.general_points"}
+TASKS = {"gp": "jaxrl_gen.envs.general_points", "virl": "jaxrl_gen.envs.virl"}
 
 
 def get(task: str):
