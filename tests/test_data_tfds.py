@@ -94,3 +94,30 @@ def test_bad_settings_are_clear_errors():
     experts.episode_pairs("nope", GP_L, {}, 0, 0, 0)
   with pytest.raises(ValueError, match="data.formula='best'"):
     experts.episode_pairs("gp", GP_L, {"formula": "best"}, 0, 0, 0)
+
+
+def test_virl_routes_give_one_pair_per_rail_point(tmp_path):
+  from jaxrl_gen.envs import virl
+  from jaxrl_gen.envs.virl import synth
+
+  spec = synth.CitySpec(seed=5, grid=4, pano_width=128, num_routes=6, heldout_fraction=0.25)
+  synth.write(tmp_path / "city", [synth.build_city(spec)], with_splits=True)
+  params = virl.EnvParams(data_dir=str(tmp_path / "city"))
+  config = expert_tfds.builder_config("virl", params, size=2, eval_size=1, seed=0)
+  assert config.name.startswith("virl_l_")
+  sources = expert_tfds.load_sources(expert_tfds.prepare(config, tmp_path / "data"))
+  episodes = [experts.episode_pairs("virl", params, {}, 0, 0, i) for i in range(2)]
+  assert len(sources["train"]) == sum(len(e) for e in episodes) > 2
+  stored = sorted((expert_tfds.record_pair(sources["train"][i]) for i in range(len(sources["train"]))),
+                  key=lambda p: (p.meta["episode"], p.meta["point"]))
+  for e in range(2):
+    pairs = [p for p in stored if p.meta["episode"] == e]
+    assert [(p.prompt, p.response) for p in pairs] == [(p.prompt, p.response) for p in episodes[e]]
+    # Replaying the stored answers walks the route to its end with +1 at every point.
+    key = int(np.random.default_rng([0, 0, e]).integers(2**63))
+    state, conversation = virl.reset(key, params)
+    for pair in pairs:
+      assert conversation[-1].text == pair.prompt
+      state, conversation, reward, terminated, truncated, _ = virl.step(state, pair.response, params)
+      assert reward == 1.0 and not truncated
+    assert terminated

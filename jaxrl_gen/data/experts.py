@@ -3,8 +3,8 @@
 The paper's SFT data are "optimal single-turn pairs": the environment's first-turn prompt
 (with its image for the -VL variants) and the expert's answer. A task registers a function
 `pairs(rng, params, options) -> list[Pair]` drawing one episode's pairs from `rng`:
-GeneralPoints gives one pair per dealt hand; V-IRL (when its environment lands) one per rail
-point of a route. Everything is a pure function of the seed.
+GeneralPoints gives one pair per dealt hand; V-IRL one per rail point of a route walked by the
+expert. Everything is a pure function of the seed.
 """
 
 from __future__ import annotations
@@ -47,8 +47,26 @@ def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
   return [Pair(gp.prompt(hand, params), answer, image, {"cards": list(hand.cards)})]
 
 
-# Task name -> pair generator. V-IRL adds "virl" here.
-TASKS: dict[str, Callable[[np.random.Generator, Any, dict], list[Pair]]] = {"gp": gp_pairs}
+def virl_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
+  """A V-IRL route walked by the expert: at every rail point, the fresh single-turn prompt
+  (with the street-view grid for V-IRL-VL) and the ground-truth answer."""
+  del options
+  from jaxrl_gen.envs import virl
+
+  state, _ = virl.reset(int(rng.integers(2**63)), params)
+  pairs = []
+  while not state.done:
+    (turn,) = state.conversation
+    answer = virl.expert_answer(state, params)
+    pairs.append(Pair(turn.text, answer, turn.image,
+                      {"route": state.route_index, "point": state.position}))
+    state, *_ = virl.step(state, answer, params)
+  return pairs
+
+
+# Task name -> pair generator.
+TASKS: dict[str, Callable[[np.random.Generator, Any, dict], list[Pair]]] = {
+    "gp": gp_pairs, "virl": virl_pairs}
 
 
 def episode_pairs(task: str, params, options: dict, seed: int, split: int, index: int
