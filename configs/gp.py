@@ -9,6 +9,10 @@ Examples:
     jaxrl-gen play --config=configs/gp.py:vl --workdir=/tmp/gp
     jaxrl-gen play --config=configs/gp.py:l --config.env.ood=True --config.env.face_cards_as_10=False
 
+Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
+`config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
+`mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:
     env.target            24: the number the formula must reach.
@@ -73,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.card_assets = ""
 
   config.model = config_lib.model_config(choice.preset)
+  config.mesh = config_lib.mesh_config()
 
   config.lock()
   return config

@@ -14,16 +14,12 @@ from typing import Iterable
 
 import ml_collections
 
-# Model presets (the shapes live in `jaxrl_gen.models.presets`).
-PRESETS = (
-    "tiny",
-    "small",
-    "llama-3.2-1b",
-    "llama-3.2-3b",
-    "llama-3.1-8b",
-    "llama-3.2-11b-vision",
-    "llama-3.2-90b-vision",
-)
+from jaxrl_gen.models import config as model_config_lib  # JAX-free
+from jaxrl_gen.models import presets as model_presets  # JAX-free
+
+# Model presets: `jaxrl_gen.models.presets` is the source of truth.
+PRESETS = model_presets.NAMES
+MODEL_DTYPES = ("auto",) + model_config_lib.DTYPES
 # Modes a config can be built for, and the subset that this version implements.
 MODES = ("play", "sft", "rl", "grpo", "eval")
 IMPLEMENTED_MODES = ("play",)
@@ -72,8 +68,38 @@ def parse_arg(arg: str | None, *, variants: Iterable[str], default_variant: str,
 
 
 def model_config(preset: str) -> ml_collections.ConfigDict:
-  """The `config.model` section every task config shares."""
-  return ml_collections.ConfigDict({"preset": preset})
+  """The `config.model` section every task config shares.
+
+      model.preset       the shape (`jaxrl_gen.models.presets`).
+      model.dtype        compute dtype: 'auto' (bfloat16 on TPU/GPU, float32 on CPU) |
+                         'float32' | 'bfloat16' | 'float16'.
+      model.param_dtype  parameter (master weight) dtype: 'float32' (default) | 'bfloat16'.
+      model.remat        rematerialisation of each scanned block: 'none' | 'full' | 'dots' |
+                         'dots_no_batch' | 'save_qkv' | 'save_attn_mlp'.
+      model.scan_layers  True: lax.scan over repeated layers (fast compiles); False: unrolled.
+  """
+  return ml_collections.ConfigDict({
+      "preset": preset,
+      "dtype": "auto",
+      "param_dtype": "float32",
+      "remat": "none",
+      "scan_layers": True,
+  })
+
+
+def mesh_config() -> ml_collections.ConfigDict:
+  """The `config.mesh` section: the device mesh and the logical-axis sharding rules.
+
+      mesh.shape  sizes of the ('data', 'fsdp', 'tensor') axes; one -1 takes the remaining
+                  devices. (-1, 1, 1): pure data parallelism; (1, -1, 1): FSDP.
+      mesh.rules  (logical axis, mesh axes) pairs: parameters and activations name their
+                  dimensions ('embed', 'heads', 'kv_heads', 'mlp', 'vocab', 'batch', ...);
+                  a name maps to None (replicated), a mesh axis, or a tuple of mesh axes.
+  """
+  return ml_collections.ConfigDict({
+      "shape": (-1, 1, 1),
+      "rules": model_config_lib.DEFAULT_RULES,
+  })
 
 
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -112,12 +138,35 @@ def _one_of(config, key: str, allowed: Iterable):
   _check(value in allowed, f"config.{key}={value!r}: must be one of {allowed}")
 
 
+def validate_model(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """The model section, and the mesh against the devices and every parameter's shape."""
+  _one_of(config, "model.preset", PRESETS)
+  _one_of(config, "model.dtype", MODEL_DTYPES)
+  _one_of(config, "model.param_dtype", model_config_lib.DTYPES)
+  _one_of(config, "model.remat", model_config_lib.REMAT_POLICIES)
+  if "mesh" not in config:
+    return
+  import jax  # noqa: PLC0415  (config files must not import JAX; validation runs later)
+
+  from jaxrl_gen import parallel  # noqa: PLC0415
+  from jaxrl_gen.models import mllama  # noqa: PLC0415
+
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  try:
+    shape = parallel.mesh_shape(config.mesh.shape, num_devices)
+    parallel.check_rules(config.mesh.rules)
+    model = model_presets.from_config(config.model, config.mesh)
+    parallel.check_state(mllama.abstract(model)[1], shape, model.rules)
+  except ValueError as e:
+    raise ConfigError(f"config.mesh: {e}") from None
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Cross-field checks, run before anything is compiled. Raises `ConfigError`."""
   from jaxrl_gen import envs  # configs import this module; keep the import graph one-way
 
   _one_of(config, "mode", IMPLEMENTED_MODES)
-  _one_of(config, "model.preset", PRESETS)
+  validate_model(config)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields

@@ -1,7 +1,8 @@
 """The `jaxrl-gen` command line: `jaxrl-gen COMMAND --config=configs/FILE.py:ARG [flags]`.
 
 Each command is a module under `jaxrl_gen.commands` with a `main(config, workdir)` and any
-flags of its own. Bad input (an unknown command, an unknown `--config.key`, an invalid value)
+flags of its own; one that sets `NEEDS_CONFIG = False` runs without `--config` (and gets
+config=None). Bad input (an unknown command, an unknown `--config.key`, an invalid value)
 is one line on stderr and exit status 2, before anything is built or compiled.
 """
 
@@ -20,6 +21,7 @@ from jaxrl_gen import config_lib
 
 COMMANDS = {
     "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
+    "convert": ("jaxrl_gen.commands.convert", "HF safetensors <-> orbax model checkpoints"),
 }
 
 FLAGS = flags.FLAGS
@@ -111,6 +113,9 @@ def run(argv: list[str] | None = None):
 
   def main(unused_argv):
     config = _CONFIG.value
+    if not getattr(command, "NEEDS_CONFIG", True):
+      command.main(config, FLAGS.workdir)
+      return
     if config is None:
       print("jaxrl-gen: --config is required, e.g. --config=configs/gp.py:l", file=sys.stderr)
       sys.exit(2)

@@ -1,0 +1,178 @@
+"""The device mesh ('data', 'fsdp', 'tensor'), logical-axis sharding rules, models born
+sharded, and multi-host helpers.
+
+Parameters carry logical axis names in their `logical_axes` metadata; a rules list (from
+`config.mesh.rules`, MaxText style) maps each name to mesh axes. A name without a rule, or
+mapped to None, is replicated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+Rules = Sequence[tuple[str, Any]]
+
+
+class ShardingError(ValueError):
+  """A mesh or sharding that cannot work; the message is one line naming the culprit."""
+
+
+def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+  """Resolves a mesh shape with at most one -1 ("the rest") against the device count."""
+  shape = tuple(int(s) for s in shape)
+  if len(shape) != len(MESH_AXES):
+    raise ShardingError(f"mesh shape {shape} must have {len(MESH_AXES)} entries {MESH_AXES}")
+  if any(s == 0 or s < -1 for s in shape) or shape.count(-1) > 1:
+    raise ShardingError(f"mesh shape {shape}: entries must be positive, with at most one -1")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if num_devices % known:
+      raise ShardingError(f"mesh shape {shape} does not fit {num_devices} devices"
+                          f" ({num_devices} is not a multiple of {known})")
+    shape = tuple(num_devices // known if s == -1 else s for s in shape)
+  if math.prod(shape) != num_devices:
+    raise ShardingError(f"mesh shape {shape} needs {math.prod(shape)} devices, have {num_devices}")
+  return shape
+
+
+def make_mesh(shape: Sequence[int] = (-1, 1, 1),
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A ('data', 'fsdp', 'tensor') mesh with GSPMD (Auto) axes; -1 takes the remaining devices."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = mesh_shape(shape, len(devices))
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def check_rules(rules: Rules) -> None:
+  """Every rule maps a logical name to None, a mesh axis, or a tuple of mesh axes."""
+  for name, target in rules:
+    for axis in (target if isinstance(target, (tuple, list)) else (target,)):
+      if axis is not None and axis not in MESH_AXES:
+        raise ShardingError(f"sharding rule {name!r} -> {target!r}: {axis!r} is not a mesh axis"
+                            f" {MESH_AXES}")
+
+
+def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
+  """Logical axis names -> PartitionSpec; a mesh axis is used at most once (first wins)."""
+  table = dict((name, target) for name, target in rules)
+  used, spec = set(), []
+  for name in axes:
+    target = table.get(name) if name is not None else None
+    target = tuple(target) if isinstance(target, (tuple, list)) else (target,)
+    target = tuple(a for a in target if a is not None and a not in used)
+    used.update(target)
+    spec.append(None if not target else target[0] if len(target) == 1 else target)
+  return PartitionSpec(*spec)
+
+
+def _shards(mesh_sizes: dict[str, int], entry) -> int:
+  entry = entry if isinstance(entry, tuple) else (entry,)
+  return math.prod(mesh_sizes.get(a, 1) for a in entry if a is not None)
+
+
+def spec_for(shape: Sequence[int], axes: Sequence[str | None], mesh_sizes: dict[str, int],
+             rules: Rules, name: str = "array") -> PartitionSpec:
+  """The PartitionSpec of an array; a dimension its shards do not divide is an error."""
+  spec = logical_to_spec(axes, rules)
+  for dim, (size, entry) in enumerate(zip(shape, spec)):
+    if entry is not None and size % _shards(mesh_sizes, entry):
+      raise ShardingError(
+          f"{name}: dimension {dim} ({axes[dim]}={size}) is not divisible by its"
+          f" {_shards(mesh_sizes, entry)} shards over mesh axes {entry}; change config.mesh.shape"
+          f" or config.mesh.rules")
+  return spec
+
+
+def sharding_for(shape: Sequence[int], axes: Sequence[str | None], mesh: Mesh, rules: Rules,
+                 name: str = "array") -> NamedSharding:
+  return NamedSharding(mesh, spec_for(shape, axes, dict(mesh.shape), rules, name))
+
+
+def _path_name(path) -> str:
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _var_specs(state: nnx.State, mesh_sizes: dict[str, int], rules: Rules,
+               wrap: Callable = lambda spec: spec) -> nnx.State:
+  def one(path, var):
+    shape = var.get_value().shape
+    axes = var.get_metadata().get("logical_axes") or (None,) * len(shape)
+    return var.replace(wrap(spec_for(shape, axes, mesh_sizes, rules, _path_name(path))))
+  return jax.tree.map_with_path(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
+  """NamedShardings for an (abstract) `nnx.State`, from each Variable's `logical_axes`."""
+  return _var_specs(state, dict(mesh.shape), rules, lambda spec: NamedSharding(mesh, spec))
+
+
+def check_state(state: nnx.State, shape: Sequence[int], rules: Rules) -> None:
+  """Raises ShardingError (naming the parameter) if the resolved mesh `shape` cannot shard it."""
+  check_rules(rules)
+  _var_specs(state, dict(zip(MESH_AXES, shape)), rules)
+
+
+def _is_axes(x) -> bool:
+  return isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)
+
+
+def logical_shardings(tree: Any, axes_tree: Any, mesh: Mesh, rules: Rules) -> Any:
+  """Shardings for a plain pytree of arrays given a matching tree of logical-axis tuples."""
+  return jax.tree.map(lambda axes, x: sharding_for(x.shape, axes, mesh, rules), axes_tree, tree,
+                      is_leaf=_is_axes)
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None], rules: Rules) -> jax.Array:
+  """Sharding constraint on an activation when a mesh is set (`jax.set_mesh`); a no-op
+  otherwise. Dimensions their shards do not divide (a batch of 1 in decoding) stay whole."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  sizes = dict(mesh.shape)
+  spec = logical_to_spec(axes, rules)
+  spec = PartitionSpec(*(None if e is None or size % _shards(sizes, e) else e
+                         for size, e in zip(x.shape, spec)))
+  return jax.lax.with_sharding_constraint(x, spec)
+
+
+def create_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules: Rules) -> nnx.Module:
+  """Builds `make()` with every parameter born sharded on `mesh` (no unsharded copy)."""
+  graphdef, abstract = nnx.split(nnx.eval_shape(make))
+  shardings = state_shardings(abstract, mesh, rules)
+
+  def init():
+    return nnx.split(make())[1]
+
+  with jax.set_mesh(mesh):
+    state = jax.jit(init, out_shardings=shardings)()
+  return nnx.merge(graphdef, state)
+
+
+def global_batch(local: Any, mesh: Mesh, rules: Rules, axes: Any) -> Any:
+  """Assembles per-process host batches into global arrays sharded by logical `axes`
+  (a tuple per leaf, e.g. ('batch', 'length')). Single-process: a sharded device_put."""
+  def one(x, ax):
+    spec = logical_to_spec(ax, rules)
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), np.asarray(x))
+  return jax.tree.map(lambda ax, x: one(x, ax), axes, local, is_leaf=_is_axes)
+
+
+def is_main_process() -> bool:
+  return jax.process_index() == 0
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A (possibly multi-host sharded) array as one numpy array on every process."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jnp.asarray(x))
