@@ -2,16 +2,25 @@
 
     --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
-      mode:    play (default; the interactive demo)
+      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
 
 Examples:
     jaxrl-gen play --config=configs/gp.py:vl --workdir=/tmp/gp
+    jaxrl-gen train --config=configs/gp.py:l,sft,tiny --workdir=runs/gp_l_sft
     jaxrl-gen play --config=configs/gp.py:l --config.env.ood=True --config.env.face_cards_as_10=False
 
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+
+Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
+`config.checkpoint` and `config.log` are documented in `jaxrl_gen.config_lib.train_config`.
+GeneralPoints adds
+    data.formula          'random': each expert answer is one of the hand's solver formulas,
+                          drawn uniformly | 'first': always the first one.
+Reference values (`reference.md` §5): lr 1e-6 (GP-L) / 5e-7 (GP-VL), 400 steps of global batch
+128; the toy presets (tiny, small) use lr 1e-3, 300 steps, batch 32.
 
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:
@@ -78,6 +87,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
+  if choice.mode != "play":
+    config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
+                            extra_data={"formula": "random"})
 
   config.lock()
   return config

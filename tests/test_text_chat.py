@@ -1,5 +1,7 @@
 """Chat template, prompt encoding against transformers' MllamaProcessor, SFT loss masks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,8 +90,7 @@ def _expert_conversation(params, seed=0):
 @pytest.mark.parametrize("params", [GP_L, GP_VL], ids=["gp-l", "gp-vl"])
 def test_sft_mask_covers_exactly_the_response_and_eot(proc, params, eot_newline):
   conversation = _expert_conversation(params)
-  p = processor_lib.Processor(proc.tokenizer, proc.image_processor, proc.ids,
-                              eot_newline=eot_newline)
+  p = dataclasses.replace(proc, eot_newline=eot_newline)
   example = p.encode_sft(conversation)
   tok = proc.tokenizer
   prompt_ids = p.encode_prompt(conversation[:1]).ids
@@ -138,5 +139,6 @@ def test_a_checkpoint_directory_brings_its_own_template_and_image_processor(proc
   hf.image_processor = images.image_processor(28, 2)
   hf.save_pretrained(tmp_path)
   loaded = processor_lib.Processor.create(tmp_path, image_size=56, max_tiles=4)
-  assert loaded.max_tiles == 2 and loaded.image_processor.size.height == 28
+  assert (loaded.image_size, loaded.max_tiles) == (28, 2)
+  assert loaded.image_processor.size.height == 28 and loaded.image_processor.max_image_tiles == 2
   assert "Knowledge cut Date: December 2023" in chat.render(loaded.tokenizer, gp.reset(0, GP_L)[1])

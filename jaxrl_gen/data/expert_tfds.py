@@ -102,6 +102,7 @@ def png_bytes(image) -> bytes:
 def prepare(config: ExpertSftConfig, data_dir: str | os.PathLike) -> ExpertSft:
   """Generates the data set into `data_dir` unless it is there already; returns the builder."""
   builder = ExpertSft(config=config, data_dir=os.fspath(data_dir))
+  tfds.display_progress_bar(False)
   builder.download_and_prepare(file_format="array_record")
   return builder
 

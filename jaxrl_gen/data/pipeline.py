@@ -111,7 +111,7 @@ def sft_dataset(records: Any, to_conversation: Callable[[Any], core.Conversation
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} outside 0..{process_count - 1}")
-  if max_images and processor.image_processor is None:
+  if max_images and processor.image_size is None:
     raise ValueError("data with images needs a processor with an image processor")
   ds = grain.MapDataset.source(records)
   if len(ds) < process_count:

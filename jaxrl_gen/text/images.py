@@ -40,6 +40,25 @@ def has_image_processor(path: str | os.PathLike) -> bool:
   return any(os.path.isfile(os.path.join(path, name)) for name in CONFIG_FILES)
 
 
+def tile_settings(path: str | os.PathLike) -> tuple[int, int]:
+  """(tile size, max tiles) of a checkpoint's image processor config, read without
+  transformers."""
+  import json
+
+  for name in CONFIG_FILES:
+    where = os.path.join(path, name)
+    if os.path.isfile(where):
+      with open(where, encoding="utf-8") as f:
+        config = json.load(f)
+      config = config.get("image_processor", config)
+      try:
+        size = config["size"]
+        return int(size["height"]), int(config.get("max_image_tiles", 4))
+      except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: no image size in the image processor config") from None
+  raise FileNotFoundError(f"{str(path)!r} has no preprocessor_config.json")
+
+
 def load_image_processor(path: str | os.PathLike) -> Any:
   """A checkpoint's own image processor (its `preprocessor_config.json`), PIL backend."""
   from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil

@@ -12,6 +12,7 @@ so the trainer, the sampler and the rollout encode text the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Sequence
 
@@ -24,9 +25,10 @@ from jaxrl_gen.text import chat, images, tokenizer as tokenizer_lib
 @dataclasses.dataclass(frozen=True)
 class Processor:
   tokenizer: Any
-  image_processor: Any | None  # None: text only
   ids: tokenizer_lib.SpecialIds
+  image_size: int | None = None  # None: text only
   max_tiles: int = 4
+  image_config: str = ""  # a checkpoint directory configuring the image processor
   date_string: str = chat.DEFAULT_DATE
   eot_newline: bool = False
 
@@ -35,18 +37,25 @@ class Processor:
              max_tiles: int = 4, date_string: str = chat.DEFAULT_DATE,
              eot_newline: bool = False) -> Processor:
     """From a tokenizer source ('' = embedded, or a checkpoint directory). A checkpoint with an
-    image processor config brings its own image processor (and tile count); otherwise `image_size` (the
-    preset's tile size) builds Llama-3.2-Vision's; `image_size=None` means text only."""
+    image processor config brings its own image processor (tile size and count); otherwise
+    `image_size` (the preset's tile size) builds Llama-3.2-Vision's; `image_size=None` means
+    text only."""
     tok = tokenizer_lib.load(tokenizer)
+    image_config = ""
     if str(tokenizer) and images.has_image_processor(tokenizer):
-      image_processor = images.load_image_processor(tokenizer)
-      max_tiles = image_processor.max_image_tiles
-    elif image_size is not None:
-      image_processor = images.image_processor(image_size, max_tiles)
-    else:
-      image_processor = None
-    return cls(tok, image_processor, tokenizer_lib.special_ids(tok), max_tiles, date_string,
-               eot_newline)
+      image_config = os.fspath(tokenizer)
+      image_size, max_tiles = images.tile_settings(image_config)
+    return cls(tok, tokenizer_lib.special_ids(tok), image_size, max_tiles, image_config,
+               date_string, eot_newline)
+
+  @functools.cached_property
+  def image_processor(self) -> Any | None:
+    """transformers' Mllama image processor, built on first use (importing it is slow)."""
+    if self.image_config:
+      return images.load_image_processor(self.image_config)
+    if self.image_size is None:
+      return None
+    return images.image_processor(self.image_size, self.max_tiles)
 
   def encode_prompt(self, conversation: Sequence[core.Turn]) -> chat.Encoded:
     """The ids the model continues (generation prompt appended) and the images, in order."""
@@ -73,6 +82,33 @@ class Processor:
     return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
   def _check_images(self, conversation: Sequence[core.Turn]):
-    if self.image_processor is None and core.images(conversation):
+    if self.image_size is None and core.images(conversation):
       raise ValueError("this conversation has an image but the processor is text-only "
                        "(a text-only model preset or tokenizer)")
+
+
+def from_config(config, model_config) -> Processor:
+  """The processor of a run: `config.text` and the model's vocabulary and image shape. The
+  tokenizer is config.text.tokenizer, else the sft.init checkpoint's, else the embedded one;
+  its ids must fit the model's embedding table."""
+  source = config.text.tokenizer
+  init = config.sft.init if "sft" in config else ""
+  if not source and init and os.path.isfile(os.path.join(init, "tokenizer.json")):
+    source = init
+  vision = model_config.vision
+  processor = Processor.create(
+      source, image_size=vision.image_size if vision else None,
+      max_tiles=vision.max_num_tiles if vision else 4, date_string=config.text.date_string,
+      eot_newline=config.data.eot_newline)
+  text = model_config.text
+  if len(processor.tokenizer) > text.num_embeddings:
+    raise ValueError(f"the tokenizer has {len(processor.tokenizer)} ids but the model embeds "
+                     f"{text.num_embeddings}: set config.text.tokenizer to the model's own")
+  if vision is not None:
+    if processor.ids.image != model_config.image_token_id:
+      raise ValueError(f"the tokenizer's <|image|> is {processor.ids.image}, the model's "
+                       f"image_token_id {model_config.image_token_id}")
+    if processor.image_size != vision.image_size:
+      raise ValueError(f"the image processor makes {processor.image_size}px tiles, the model "
+                       f"takes {vision.image_size}px")
+  return processor
