@@ -109,7 +109,7 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   """Adds the sections of a training run (`sft` mode; the RL trainer shares text/optim/
   checkpoint/log) to a task config. `lr` and `steps` are the task variant's reference values,
   used for real presets; the toy presets (tiny, small), trained from random init on a CPU, get
-  lr 1e-3, 300 steps and batch 32 instead.
+  lr 1e-3, 300 steps, batch 32 and 9600 training episodes (one epoch) instead.
 
   Text (`jaxrl_gen.text`):
       text.tokenizer      '': the embedded tokenizer (2048 ids: tiny/small presets) or, with
@@ -168,7 +168,7 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   toy = config.model.preset in TOY_PRESETS
   config.text = ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
   config.data = ml_collections.ConfigDict({
-      "source": "env", "dir": "", "train_size": train_size, "eval_size": 256, "seed": 0,
+      "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256, "seed": 0,
       "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
@@ -182,7 +182,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   config.log = ml_collections.ConfigDict({"every": 10, "tensorboard": True, "progress": True})
 
 
-def validate_train(config: ml_collections.ConfigDict, process_count: int = 1) -> None:
+def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
+                   num_devices: int | None = None) -> None:
   """The training sections: sizes that divide, choices that exist, patterns that compile."""
   import re  # noqa: PLC0415
 
@@ -202,6 +203,14 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1) ->
   _check((sft.batch_size // process_count) % sft.accum == 0,
          f"config.sft.batch_size={sft.batch_size}: each process's share does not split into "
          f"config.sft.accum={sft.accum} micro-batches")
+  if num_devices is not None:
+    from jaxrl_gen import parallel  # noqa: PLC0415
+
+    data_axis, fsdp_axis, _ = parallel.mesh_shape(config.mesh.shape, num_devices)
+    shards, micro = data_axis * fsdp_axis, sft.batch_size // sft.accum
+    _check(micro % shards == 0,
+           f"config.sft.batch_size={sft.batch_size}: its micro-batches of {micro} rows do not "
+           f"split over the {shards} data shards of config.mesh.shape={tuple(config.mesh.shape)}")
   _check(0.0 <= optim.warmup_ratio < 1.0,
          f"config.optim.warmup_ratio={optim.warmup_ratio}: must be in [0, 1)")
   _check(optim.lr > 0 and optim.eps > 0 and 0 <= optim.b1 < 1 and 0 <= optim.b2 < 1,
@@ -290,7 +299,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.mode == "sft":
     import jax  # noqa: PLC0415
 
-    validate_train(config, jax.process_count())
+    validate_train(config, jax.process_count(), jax.device_count())
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields
