@@ -83,6 +83,9 @@ def main():
   tokens = batch["input_ids"].size
   model = mllama.create(config, seed=0)
   num_params = mllama.param_count(config)
+  peer_dir = tempfile.TemporaryDirectory()
+  if args.peer != "none":  # before our steps donate (delete) the model's buffers
+    hf.save_pretrained(model, peer_dir.name)
   tx = optim.optimizer(ml_collections.ConfigDict(OPTIM), 1000)
   graphdef, state = state_lib.create(model, tx, seed=0)
   step = jax.jit(lambda s, b: sft.sft_step(s, b, graphdef=graphdef, tx=tx), donate_argnums=0)
@@ -107,11 +110,10 @@ def main():
   import torch  # noqa: PLC0415  (the peer only)
   import transformers  # noqa: PLC0415
 
-  with tempfile.TemporaryDirectory() as tmp:
-    hf.save_pretrained(model, tmp)
-    cls = (transformers.MllamaForConditionalGeneration if config.vision
-           else transformers.LlamaForCausalLM)
-    peer = cls.from_pretrained(tmp, dtype=getattr(torch, args.dtype),
+  cls = (transformers.MllamaForConditionalGeneration if config.vision
+         else transformers.LlamaForCausalLM)
+  with peer_dir:
+    peer = cls.from_pretrained(peer_dir.name, dtype=getattr(torch, args.dtype),
                                attn_implementation="eager").train()
   opt = torch.optim.AdamW(peer.parameters(), lr=OPTIM["lr"], betas=(OPTIM["b1"], OPTIM["b2"]),
                           eps=OPTIM["eps"], weight_decay=OPTIM["weight_decay"])
