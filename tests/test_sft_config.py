@@ -83,3 +83,17 @@ def test_env_source_prepares_into_the_workdir(gp_sft, tmp_path):
   assert (tmp_path / "data" / "expert_sft").is_dir()
   with pytest.raises(ValueError, match="no --workdir"):
     sources.from_config(gp_sft, workdir=None)
+
+
+def test_virl_env_source(repo_root, tmp_path):
+  from jaxrl_gen.envs.virl import synth
+
+  synth.write(tmp_path / "city", [synth.build_city(synth.CitySpec(
+      seed=5, grid=4, pano_width=128, num_routes=6, heldout_fraction=0.25))], with_splits=True)
+  config = _config(repo_root / "configs" / "virl.py", "l,sft,tiny")
+  config.env.data_dir = str(tmp_path / "city")
+  config.data.train_size, config.data.eval_size = 2, 1
+  found = sources.from_config(config, workdir=str(tmp_path))
+  conversation = found.to_conversation(found.train[0])
+  assert "[Action space]" in conversation[0].text and '"action": "' in conversation[1].text
+  assert not found.has_images

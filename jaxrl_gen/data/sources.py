@@ -51,11 +51,16 @@ def _env_sources(config, workdir: str | None) -> Sources:
   params = envs.params_from_config(config)
   builder_config = expert_tfds.builder_config(
       config.task, params, size=config.data.train_size, eval_size=config.data.eval_size,
-      seed=config.data.seed, options={"formula": config.data.formula})
+      seed=config.data.seed, options=task_options(config))
   builder = _prepare_once(builder_config, data_dir(config, workdir))
   sources = expert_tfds.load_sources(builder)
   return Sources(sources["train"], sources.get("test"), _pair_conversation,
                  builder_config.has_image)
+
+
+def task_options(config) -> dict:
+  """The task's own generation options in config.data (GP: `formula`)."""
+  return {key: config.data[key] for key in ("formula",) if key in config.data}
 
 
 def _prepare_once(builder_config, directory: str):
