@@ -51,6 +51,57 @@ defaults:
     env.formula_label     False: True draws the paper-era "Formula:" label on the image.
     env.card_assets       '': draw card faces with Pillow; a folder of {S,H,D,C}{A,2..9,T,J,Q,K}.png
                           reproduces the reference observation pixel for pixel.
+
+Evaluation (`reference.md` §6; `jaxrl_gen.eval`), the reference's values as defaults:
+    eval.benchmarks       'all': a comma list of id, rule_ood, visual_ood (GP-VL, red suits),
+                          recognition_id, recognition_rule_ood, recognition_visual_ood (GP-VL,
+                          one attempt, no verification); 'all' = id,rule_ood for GP-L and all
+                          six for GP-VL. Each takes the run's env settings and sets the face-card
+                          rule, ood and colour of its row of the variant table (§2.10).
+    eval.episodes         234: hands per benchmark.
+    eval.seed             42: hand i of a benchmark is dealt from key (seed, i).
+    eval.verify_iter      5: attempts per hand (sequential revision) outside recognition.
+    eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
+                          results do not depend on it.
+
+RL: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8; `jaxrl_gen.train.ppo`), the
+reference's launched values as defaults:
+    ppo.num_updates       20: PPO updates in the run (rollout + learn each).
+    ppo.num_steps         256: transitions (generations) per process per update.
+    ppo.temperature       0.2: the rollout's sampling temperature (log-probs are taken at it).
+    ppo.max_new_tokens    512: the rollout's generation budget per answer.
+    ppo.gamma             0.9: discount per turn.
+    ppo.gae_lambda        0.95: GAE lambda.
+    ppo.bootstrap_truncated  False: an episode ends on terminated or truncated and nothing
+                          bootstraps across it; True: the reference (only `terminated` cuts
+                          bootstrapping, so a truncated episode bootstraps from the next one).
+    ppo.clip              0.1: the policy ratio clip.
+    ppo.value_clip        0.1: the value clip, 0.5 * max((V-R)^2, (V_old + clip(V-V_old) - R)^2).
+    ppo.value_coef        0.5: the value loss's weight in the total.
+    ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
+                          it); > 0 needs a scorer that returns token entropies.
+    ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
+    ppo.thought_coef      0.5: weight of the thought tokens in the sequence log-prob.
+    ppo.action_span       'field': the action tokens are the answer field (`"formula": ...`) found
+                          on the decoded text, every output token scored | 'legacy': the
+                          reference's token-pattern rule (`jaxrl_gen.train.action_span`).
+    ppo.ratio_rule        True: if any ratio in a microbatch exceeds 10, only the clipped
+                          surrogate is used (the reference); False: always the PPO minimum.
+    ppo.ppo_epochs        4: passes over the buffer per update.
+    ppo.minibatches       2: optimizer steps per pass (the buffer is shuffled and split).
+    ppo.grad_accum        128: microbatches (forward/backward passes) averaged per optimizer
+                          step; num_steps must divide into minibatches x grad_accum
+                          (256 / 2 / 128: one sample per pass, as the reference).
+    ppo.lr                1e-6: Adam's initial learning rate.
+    ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
+                          (num_updates x ppo_epochs x minibatches).
+    ppo.adam_eps          1e-7: Adam epsilon (no weight decay).
+    ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
+    ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
+                          prompt token's hidden state.
+    ppo.freeze            (): regexes (re.search) of parameter paths ('a.b.kernel') the
+                          optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
+                          vision tower.
 """
 
 import ml_collections
@@ -84,6 +135,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.resolution = 1200
   config.env.formula_label = False
   config.env.card_assets = ""
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.benchmarks = "all"
+  config.eval.episodes = 234
+  config.eval.seed = 42
+  config.eval.verify_iter = 5
+  config.eval.batch_size = 8
+
+  config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()

@@ -12,8 +12,10 @@ Overrides, e.g.:
     --config=configs/virl.py:l --config.env.data_dir=/data/nyc_1k_routes --config.env.route_split=all
     --config=configs/virl.py:vl --config.env.view_headings="(-135, -45, 45, 135)"
 
-Model and mesh: `config.model.*` and `config.mesh.*`, documented in
-`jaxrl_gen.config_lib.model_config` and `mesh_config`.
+Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
+`config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
+`mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
+
 Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
 `config.checkpoint` and `config.log` are documented in `jaxrl_gen.config_lib.train_config`.
 The expert data walk `data.train_size` routes (default 1000, the size of the reference's NYC
@@ -62,14 +64,60 @@ Environment (`reference.md` §3.2-3.7, `decisions.md` rows 9-12), reference valu
     env.resolution        1200: each view is resized to this; the grid is 2 * resolution + 5.
     env.interpolation     'cubic' (the reference) | 'bilinear': panorama sampling.
 
-Evaluation (`reference.md` §6, `decisions.md` row 13; see `jaxrl_gen.envs.virl.benchmark`):
+Evaluation (`reference.md` §6, `decisions.md` row 13; `jaxrl_gen.eval`,
+`jaxrl_gen.envs.virl.evaluation.benchmark`):
+    eval.benchmarks       'all': a comma list of id (absolute actions), rule_ood (relative
+                          actions), visual_ood (the mini routes in order); 'all' = id,rule_ood
+                          for V-IRL-L and all three for V-IRL-VL.
     eval.route_split      'heldout': the routes of the ID and rule-OOD evaluations; synthetic
                           data have a held-out split; set 'all' for the published data (the
                           paper evaluates on training routes).
     eval.episodes         48: routes drawn (with replacement) for the ID and rule-OOD evaluations.
-    eval.seed             12: the evaluation seed.
+    eval.seed             12: the evaluation seed; episode i resets from key (seed, i).
+    eval.verify_iter      2: attempts per rail point (sequential revision).
+    eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
+                          results do not depend on it.
     eval.visual_ood_data_dir  '': the VLN_mini directory for the visual-OOD evaluation (18 routes
                           in order); '' = the synthetic 'mini' data set.
+
+RL: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8; `jaxrl_gen.train.ppo`), the
+reference's launched values as defaults:
+    ppo.num_updates       15: PPO updates in the run (rollout + learn each).
+    ppo.num_steps         256: transitions (generations) per process per update.
+    ppo.temperature       0.2: the rollout's sampling temperature (log-probs are taken at it).
+    ppo.max_new_tokens    512: the rollout's generation budget per answer.
+    ppo.gamma             0.9: discount per turn.
+    ppo.gae_lambda        0.95: GAE lambda.
+    ppo.bootstrap_truncated  False: an episode ends on terminated or truncated and nothing
+                          bootstraps across it; True: the reference (only `terminated` cuts
+                          bootstrapping, so a truncated episode bootstraps from the next one).
+    ppo.clip              0.1: the policy ratio clip.
+    ppo.value_clip        0.1: the value clip, 0.5 * max((V-R)^2, (V_old + clip(V-V_old) - R)^2).
+    ppo.value_coef        0.5: the value loss's weight in the total.
+    ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
+                          it); > 0 needs a scorer that returns token entropies.
+    ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
+    ppo.thought_coef      0.5: weight of the thought tokens in the sequence log-prob.
+    ppo.action_span       'field': the action tokens are the answer field (`"action": ...`) found
+                          on the decoded text, every output token scored | 'legacy': the
+                          reference's token-pattern rule (`jaxrl_gen.train.action_span`).
+    ppo.ratio_rule        True: if any ratio in a microbatch exceeds 10, only the clipped
+                          surrogate is used (the reference); False: always the PPO minimum.
+    ppo.ppo_epochs        4: passes over the buffer per update.
+    ppo.minibatches       2: optimizer steps per pass (the buffer is shuffled and split).
+    ppo.grad_accum        128: microbatches (forward/backward passes) averaged per optimizer
+                          step; num_steps must divide into minibatches x grad_accum
+                          (256 / 2 / 128: one sample per pass, as the reference).
+    ppo.lr                1e-6 (V-IRL-L) | 1e-7 (V-IRL-VL): Adam's initial learning rate.
+    ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
+                          (num_updates x ppo_epochs x minibatches).
+    ppo.adam_eps          1e-7: Adam epsilon (no weight decay).
+    ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
+    ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
+                          prompt token's hidden state.
+    ppo.freeze            (): regexes (re.search) of parameter paths ('a.b.kernel') the
+                          optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
+                          vision tower.
 """
 
 import ml_collections
@@ -111,10 +159,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.interpolation = "cubic"
 
   config.eval = ml_collections.ConfigDict()
+  config.eval.benchmarks = "all"
   config.eval.route_split = "heldout"
   config.eval.episodes = 48
   config.eval.seed = 12
+  config.eval.verify_iter = 2
+  config.eval.batch_size = 8
   config.eval.visual_ood_data_dir = ""
+
+  config.ppo = config_lib.ppo_config(num_updates=15, lr=1e-7 if vision else 1e-6)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()

@@ -141,9 +141,9 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       sft.accum           1: gradient accumulation: micro-batches per step.
       sft.init            '': random init (seed config.seed) | a Hugging Face checkpoint
                           directory | a `jaxrl-gen convert` orbax directory.
-      sft.freeze          '': comma list of regexes; parameters whose dotted path matches one
-                          are not trained (e.g. 'vision_model' or
-                          'vision_model,multi_modal_projector': the paper's ablation).
+      sft.freeze          (): regexes (re.search) of dotted parameter paths not trained, e.g.
+                          "('vision_model',)" or "('vision_model', 'multi_modal_projector')"
+                          (the paper's ablation); as ppo.freeze.
       sft.eval_every      50: steps between held-out evaluations (0: never).
       sft.eval_batches    4: batches of the test split per evaluation (0: all of it).
   Optimizer (`jaxrl_gen.train.optim`; reference SFT values, `decisions.md`):
@@ -173,7 +173,7 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
       "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1, "init": "",
-      "freeze": "", "eval_every": 50, "eval_batches": 4})
+      "freeze": (), "eval_every": 50, "eval_batches": 4})
   config.optim = ml_collections.ConfigDict({
       "lr": 1e-3 if toy else lr, "b1": 0.9, "b2": 0.98, "eps": 1e-7, "weight_decay": 0.0,
       "schedule": "cosine", "warmup_ratio": 0.03, "end_lr_ratio": 0.0,
@@ -217,7 +217,7 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
          "config.optim: lr and eps must be > 0, b1 and b2 in [0, 1)")
   _check(optim.max_grad_norm is None or optim.max_grad_norm > 0,
          f"config.optim.max_grad_norm={optim.max_grad_norm}: must be > 0 or None")
-  for pattern in filter(None, (p.strip() for p in sft.freeze.split(","))):
+  for pattern in sft.freeze:
     try:
       re.compile(pattern)
     except re.error as e:
@@ -229,6 +229,37 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
     _check(vocab == 2048, f"config.text.tokenizer='' (the embedded tokenizer, 2048 ids) does not "
            f"fit preset {config.model.preset!r} (vocab {vocab}): set config.text.tokenizer or "
            "config.sft.init to a checkpoint directory")
+
+
+def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
+  """The `config.ppo` section (multi-turn PPO, `reference.md` §4.6, `decisions.md` rows 5-8);
+  the task configs document each key and pass the per-task numbers."""
+  config = ml_collections.ConfigDict()
+  config.num_updates = num_updates
+  config.num_steps = 256
+  config.temperature = 0.2
+  config.max_new_tokens = 512
+  config.gamma = 0.9
+  config.gae_lambda = 0.95
+  config.bootstrap_truncated = False
+  config.clip = 0.1
+  config.value_clip = 0.1
+  config.value_coef = 0.5
+  config.entropy_coef = 0.0
+  config.kl_coef = 0.0
+  config.thought_coef = 0.5
+  config.action_span = "field"
+  config.ratio_rule = True
+  config.ppo_epochs = 4
+  config.minibatches = 2
+  config.grad_accum = 128
+  config.lr = lr
+  config.end_lr = 1e-9
+  config.adam_eps = 1e-7
+  config.max_grad_norm = ml_collections.config_dict.placeholder(float)
+  config.value_hidden = (1024, 512)
+  config.freeze = ()
+  return config
 
 
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -301,6 +332,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
     validate_train(config, jax.process_count(), jax.device_count())
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
+  if "ppo" in config:
+    _one_of(config, "ppo.action_span", ("field", "legacy"))
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields
   except (TypeError, ValueError) as e:

@@ -30,6 +30,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config: configs/FILE.py:ARG (then --config.a.b=value).",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, images, logs.")
+flags.DEFINE_enum("distributed", "none", ["none", "auto", "manual"],
+                  "Multi-host JAX: 'auto' on TPU pod slices (every worker runs the same command),"
+                  " 'manual' with the three flags below (e.g. CPU processes on one machine).")
+flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=manual).")
+flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=manual).")
+flags.DEFINE_integer("process_id", -1, "This process's index (--distributed=manual).")
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,8 +127,13 @@ def run(argv: list[str] | None = None):
       print("jaxrl-gen: --config is required, e.g. --config=configs/gp.py:l", file=sys.stderr)
       sys.exit(2)
     try:
+      if FLAGS.distributed != "none":  # before validate: the mesh check counts all devices
+        from jaxrl_gen import parallel  # noqa: PLC0415  (imports JAX)
+
+        parallel.initialize_distributed(FLAGS.distributed, FLAGS.coordinator_address,
+                                        FLAGS.num_processes, FLAGS.process_id)
       config_lib.validate(config)
-    except config_lib.ConfigError as e:
+    except (config_lib.ConfigError, ValueError) as e:
       print(f"jaxrl-gen: {e}", file=sys.stderr)
       sys.exit(2)
     command.main(config, FLAGS.workdir)

@@ -176,3 +176,28 @@ def to_host(x: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jnp.asarray(x))
+
+
+def initialize_distributed(mode: str = "none", coordinator_address: str = "",
+                           num_processes: int = 0, process_id: int = -1) -> None:
+  """Joins this process to a multi-host JAX run; call it before any other JAX call.
+
+  mode 'none': a single-process run. 'auto': JAX detects the cluster (Cloud TPU pod slices,
+  SLURM, ...) and the coordinator. 'manual': the coordinator address (e.g. '10.0.0.2:1234', or
+  '127.0.0.1:PORT' for several CPU processes on one machine), the process count and this
+  process's id are given.
+  """
+  if mode == "none":
+    return
+  if mode == "auto":
+    jax.distributed.initialize()
+  elif mode == "manual":
+    if not coordinator_address or num_processes < 1 or not 0 <= process_id < num_processes:
+      raise ShardingError(
+          "--distributed=manual needs --coordinator_address, --num_processes >= 1 and"
+          f" 0 <= --process_id < --num_processes (got {coordinator_address!r},"
+          f" {num_processes}, {process_id})")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  else:
+    raise ShardingError(f"distributed mode {mode!r}: must be 'none', 'auto' or 'manual'")

@@ -41,7 +41,7 @@ def test_validation_passes_for_the_defaults(gp_sft):
 
 @pytest.mark.parametrize("key, value, message", [
     ("sft.batch_size", 30, "does not split into config.sft.accum=4"),
-    ("sft.freeze", "vision_(", "config.sft.freeze: 'vision_(' is not a regular expression"),
+    ("sft.freeze", ("vision_(",), "config.sft.freeze: 'vision_(' is not a regular expression"),
     ("data.source", "hub", "config.data.source='hub': must be one of"),
     ("optim.warmup_ratio", 1.5, "config.optim.warmup_ratio=1.5"),
     ("sft.steps", 0, "config.sft.steps=0: must be >= 1"),

@@ -35,8 +35,9 @@ def json_object(text: str) -> dict | None:
   return value if isinstance(value, dict) else None
 
 
-def _find_quoted(text: str, key: str) -> str | None:
-  """The first match of the regex `"key": "(.*?)"` (`.` not matching a newline), linearly."""
+def quoted_span(text: str, key: str) -> tuple[int, int] | None:
+  """Where the regex `"key": "(.*?)"` (`.` not matching a newline) first matches, linearly:
+  (start of the opening `"key"`, end of the closing quote), or None."""
   prefix = f'"{key}": "'
   start = text.find(prefix)
   while start >= 0:
@@ -46,9 +47,15 @@ def _find_quoted(text: str, key: str) -> str | None:
       return None  # no closing quote anywhere after: no later start can match either
     newline = text.find("\n", begin, end)
     if newline < 0:
-      return text[begin:end]
+      return start, end + 1
     start = text.find(prefix, newline)
   return None
+
+
+def _find_quoted(text: str, key: str) -> str | None:
+  """The value the regex `"key": "(.*?)"` reads (the group), or None."""
+  span = quoted_span(text, key)
+  return None if span is None else text[span[0] + len(f'"{key}": "'):span[1] - 1]
 
 
 def _find_bracketed(text: str, key: str) -> str | None:

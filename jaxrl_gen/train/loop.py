@@ -56,10 +56,6 @@ def build_model(config, mesh: jax.sharding.Mesh):
                             compute_dtype=model_config.dtype, **overrides)
 
 
-def freeze_patterns(config) -> list[str]:
-  return [p.strip() for p in config.sft.freeze.split(",") if p.strip()]
-
-
 def to_global(local: dict, mesh, rules) -> dict:
   """This process's rows -> global arrays sharded over the data shards."""
   axes = {k: BATCH_AXES[k] for k in local}
@@ -120,7 +116,8 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   total = config.sft.steps
   tx = optim.optimizer(config.optim, total)
   learning_rate = optim.schedule(config.optim, total)
-  graphdef, state = state_lib.create(model, tx, seed=config.seed, freeze=freeze_patterns(config))
+  graphdef, state = state_lib.create(model, tx, seed=config.seed,
+                                     freeze=tuple(config.sft.freeze))
   del model
   num_params = mllama.param_count(model_config)
   shardings = state_lib.shardings(state, mesh, model_config.rules, tx)

@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import optax
 
+from jaxrl_gen.train.ppo import path_name
+
 SCHEDULES = ("cosine", "constant")
 _NO_DECAY = ("norm", "bias", "gate")
 
@@ -44,7 +46,7 @@ def warmup_steps(ratio: float, total_steps: int) -> int:
 def decay_mask(params: Any) -> Any:
   """True for the parameters weight decay applies to (not norms, biases or gates)."""
   def one(path, _):
-    name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path).lower()
+    name = path_name(path).lower()
     return not any(word in name for word in _NO_DECAY)
   return jax.tree_util.tree_map_with_path(one, params)
 

@@ -18,6 +18,7 @@ import optax
 from flax import nnx
 
 from jaxrl_gen import parallel
+from jaxrl_gen.train.ppo import path_name
 
 
 @jax.tree_util.register_dataclass
@@ -32,11 +33,6 @@ class TrainState:
 
   def replace(self, **changes) -> TrainState:
     return dataclasses.replace(self, **changes)
-
-
-def path_name(path: Sequence[Any]) -> str:
-  """'language_model.layers.0.mlp.up_proj.kernel' for an nnx / pytree path."""
-  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def freeze_filter(patterns: Sequence[str]):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
+from jaxrl_gen.envs.batch import episode_key
 from jaxrl_gen.envs.virl import env, verifier
 
 BENCHMARKS = ("id", "rule_ood", "visual_ood")
@@ -56,11 +55,6 @@ def run_episode(policy: Policy, key, params: env.EnvParams,
     rewards.append(reward)
     if terminated or truncated:
       return Episode(state.route_index, tuple(outputs), tuple(rewards), state.is_success)
-
-
-def episode_key(seed: int, episode: int) -> np.ndarray:
-  """The reset key of evaluation episode `episode` (two uint32 words: seed, episode)."""
-  return np.array([seed, episode], dtype=np.uint32)
 
 
 def evaluate(policy: Policy, params: env.EnvParams, *, episodes: int | None = None,

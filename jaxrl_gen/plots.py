@@ -1,0 +1,150 @@
+"""Figures in the shape of the paper's Fig. 5/6: a benchmark's score against training FLOPs,
+one panel per benchmark (ID, OOD, ...), one curve per branch (SFT, RL), binomial error bars
+and optional Savitzky-Golay smoothing (polynomial order 3, as the paper).
+
+Input: JSONL metric logs (what the trainers and `eval.flat_metrics` write), one JSON object
+per line. A record this module reads has
+    branch                             str: the run's branch, e.g. "sft" or "rl"
+    flops                              number: training FLOPs spent so far (the x axis)
+    eval/<benchmark>/<metric>          number in [0, 1]: a score, e.g. eval/id/success
+    eval/<benchmark>/<metric>_stderr   number (optional): its error bar sqrt(P(1-P)/N)
+Records without `branch` or `flops`, and every other key, are ignored.
+
+    python -m jaxrl_gen.plots OUT.png LOG.jsonl [LOG.jsonl ...] [--panels id,rule_ood]
+        [--metric success] [--smooth 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Iterable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import numpy as np  # noqa: E402
+from scipy.signal import savgol_filter  # noqa: E402
+
+SMOOTH_ORDER = 3
+BRANCH_COLORS = {"sft": "tab:red", "rl": "tab:blue", "init": "tab:gray"}
+# The metric a panel shows when none is named: the paper's for each kind of benchmark.
+METRIC_ORDER = ("success", "per_step_accuracy", "route_success", "recognition_accuracy")
+
+
+def read_records(paths: Iterable[str]) -> list[dict]:
+  """The records of JSONL files that carry a branch and a FLOPs count."""
+  records = []
+  for path in paths:
+    with open(path, encoding="utf-8") as f:
+      for number, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"{path}:{number}: not a JSON line ({e.msg})") from None
+        if isinstance(record, dict) and "branch" in record and "flops" in record:
+          records.append(record)
+  return records
+
+
+def benchmarks_in(records: Sequence[dict]) -> list[str]:
+  """Benchmark names with at least one score, in order of first appearance."""
+  names = []
+  for record in records:
+    for key in record:
+      parts = key.split("/")
+      if len(parts) == 3 and parts[0] == "eval" and parts[1] not in names:
+        names.append(parts[1])
+  return names
+
+
+def default_metric(records: Sequence[dict], benchmark: str) -> str:
+  """The headline metric of a benchmark: recognition accuracy for recognition benchmarks,
+  else the first of success / per-step accuracy / route success the records have."""
+  order = METRIC_ORDER[::-1] if benchmark.startswith("recognition") else METRIC_ORDER
+  for metric in order:
+    if any(f"eval/{benchmark}/{metric}" in r for r in records):
+      return metric
+  raise ValueError(f"no scores for benchmark {benchmark!r} in the records")
+
+
+def series(records: Sequence[dict], benchmark: str, metric: str) -> dict[str, tuple]:
+  """{branch: (flops, score, stderr)} arrays sorted by FLOPs (stderr 0 where absent)."""
+  key = f"eval/{benchmark}/{metric}"
+  points: dict[str, list] = {}
+  for record in records:
+    if key in record:
+      points.setdefault(str(record["branch"]), []).append(
+          (float(record["flops"]), float(record[key]), float(record.get(key + "_stderr", 0.0))))
+  return {branch: tuple(np.array(column) for column in zip(*sorted(rows)))
+          for branch, rows in points.items()}
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+  """Savitzky-Golay (order 3) with the window clamped to the number of points (and odd);
+  too few points for an order-3 fit are returned as they are."""
+  window = min(int(window), len(values))
+  window -= 1 - window % 2
+  if window <= SMOOTH_ORDER:
+    return np.asarray(values, dtype=float)
+  return savgol_filter(values, window, SMOOTH_ORDER)
+
+
+def plot(records: Sequence[dict], out_path: str, *, panels: Sequence[str] | None = None,
+         metric: str | None = None, smooth_window: int | None = None,
+         title: str | None = None) -> str:
+  """Draws one panel per benchmark (default: all in the records) and saves a PNG."""
+  panels = list(panels or benchmarks_in(records))
+  if not panels:
+    raise ValueError("no eval/<benchmark>/<metric> scores with branch and flops to plot")
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+  for ax, benchmark in zip(axes[0], panels):
+    name = metric or default_metric(records, benchmark)
+    curves = series(records, benchmark, name)
+    if not curves:
+      raise ValueError(f"no eval/{benchmark}/{name} scores in the records")
+    for branch, (flops, score, stderr) in sorted(curves.items()):
+      color = BRANCH_COLORS.get(branch.lower())
+      ax.errorbar(flops, 100 * score, yerr=100 * stderr, fmt="o", ms=3, capsize=2,
+                  color=color, alpha=0.45 if smooth_window else 0.9)
+      line = smooth(score, smooth_window) if smooth_window else score
+      ax.plot(flops, 100 * line, "-", color=color, label=branch.upper())
+    ax.set_title(f"{benchmark}: {name.replace('_', ' ')}")
+    ax.set_xlabel("training FLOPs")
+    ax.set_ylabel("%")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)
+  return out_path
+
+
+def main(argv: Sequence[str] | None = None):
+  parser = argparse.ArgumentParser(prog="python -m jaxrl_gen.plots", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("out", help="the PNG to write")
+  parser.add_argument("logs", nargs="+", help="JSONL metric logs")
+  parser.add_argument("--panels", default="", help="comma list of benchmarks (default: all)")
+  parser.add_argument("--metric", default=None, help="metric of every panel (default: headline)")
+  parser.add_argument("--smooth", type=int, default=None, help="Savitzky-Golay window")
+  parser.add_argument("--title", default=None)
+  args = parser.parse_args(argv)
+  try:
+    panels = [p.strip() for p in args.panels.split(",") if p.strip()]
+    plot(read_records(args.logs), args.out, panels=panels, metric=args.metric,
+         smooth_window=args.smooth, title=args.title)
+  except (OSError, ValueError) as e:
+    parser.exit(2, f"jaxrl_gen.plots: {e}\n")
+  print(args.out)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,223 @@
+"""Evaluation: the benchmarks' settings, expert and scripted policies, sequential revision,
+forced-fail steps, batch-size independence and the JSONL / StatLogger format."""
+
+import dataclasses
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from jaxrl_gen import eval as evaluation
+from jaxrl_gen.envs import batch, core
+from jaxrl_gen.envs import general_points as gp
+from jaxrl_gen.envs.virl import synth
+
+GARBAGE = '{"formula": "1+1"}'
+
+
+def get_config(repo_root, name, arg):
+  spec = importlib.util.spec_from_file_location(f"{name}_config", repo_root / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def gp_config(repo_root, arg="l", episodes=4, benchmarks="all"):
+  config = get_config(repo_root, "gp", arg)
+  config.env.resolution = 64
+  config.eval.episodes = episodes
+  config.eval.benchmarks = benchmarks
+  return config
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("eval_city"))
+  spec = synth.CitySpec(seed=8, grid=4, pano_width=32, num_routes=8, heldout_fraction=0.25)
+  synth.write(directory, [synth.build_city(spec)], with_splits=True)
+  return directory
+
+
+def virl_config(repo_root, city, episodes=3):
+  config = get_config(repo_root, "virl", "l")
+  config.env.data_dir = city
+  config.eval.visual_ood_data_dir = city
+  config.eval.episodes = episodes
+  config.eval.benchmarks = "id,rule_ood,visual_ood"
+  return config
+
+
+def expert_or(wrong_attempts):
+  """Scripted: `wrong_attempts(state)` garbage answers first, then the expert's."""
+  expert = evaluation.expert_policy("gp")
+  return evaluation.ScriptedPolicy(
+      lambda state, conv, params: GARBAGE if state.attempts < wrong_attempts(state)
+      else expert.answer(state, conv, params))
+
+
+def test_gp_benchmark_settings(repo_root):
+  benches = {b.name: b for b in evaluation.benchmarks(gp_config(repo_root, "vl"))}
+  assert list(benches) == list(evaluation.BENCHMARKS["gp"])
+  base = gp.EnvParams(language_only=False, color="black", resolution=64)
+  assert benches["id"].params == base and benches["id"].seed == 42
+  assert benches["rule_ood"].params == dataclasses.replace(base, face_cards_as_10=False, ood=True)
+  assert benches["visual_ood"].params == dataclasses.replace(base, color="red")
+  recognition = benches["recognition_rule_ood"].params
+  assert (recognition.verification, recognition.verify_iter, recognition.ood) == (False, 1, True)
+  assert [b.name for b in evaluation.benchmarks(gp_config(repo_root))] == ["id", "rule_ood"]
+  with pytest.raises(ValueError, match="'visual_ood' needs the GP-VL variant"):
+    evaluation.benchmarks(gp_config(repo_root, benchmarks="id,visual_ood"))
+  with pytest.raises(ValueError, match="unknown gp benchmark 'ood'"):
+    evaluation.benchmarks(gp_config(repo_root, benchmarks="ood"))
+  config = gp_config(repo_root)
+  config.eval.batch_size = 0
+  with pytest.raises(ValueError, match=r"config\.eval\.batch_size=0"):
+    evaluation.benchmarks(config)
+
+
+def test_gp_expert_succeeds_on_every_benchmark(repo_root):
+  results = evaluation.evaluate(evaluation.expert_policy("gp"), gp_config(repo_root, "vl"),
+                                batch_size=3)
+  assert list(results) == list(evaluation.BENCHMARKS["gp"])
+  for name, scores in results.items():
+    assert scores["success"] == 1.0 and scores["success_stderr"] == 0.0, name
+    assert scores["recognition_accuracy"] == 1.0 and scores["steps"] == scores["episodes"] == 4
+  assert results["recognition_id"]["metric"] == "recognition_accuracy"
+
+
+def test_virl_expert_completes_every_route(repo_root, city):
+  results = evaluation.evaluate(evaluation.expert_policy("virl"), virl_config(repo_root, city),
+                                batch_size=2)
+  for name, scores in results.items():
+    assert scores["route_success"] == 1.0 and scores["per_step_accuracy"] == 1.0, name
+    assert scores["metric"] == "per_step_accuracy"
+  assert results["id"]["episodes"] == 3 and results["visual_ood"]["episodes"] == 8  # all, ordered
+  visual = evaluation.benchmark(virl_config(repo_root, city), "visual_ood")
+  transitions = evaluation.run(evaluation.expert_policy("virl"), visual, batch_size=3)
+  routes = [t.info["route_index"] for t in transitions if t.done]
+  assert routes == list(range(8))  # route i is episode i, whatever the batch
+
+
+def test_fail_twice_then_succeed_is_the_reference_conversation(repo_root):
+  config = gp_config(repo_root, episodes=1, benchmarks="id")
+  bench = evaluation.benchmark(config, "id")
+  seen = []
+  policy = expert_or(lambda state: 2)
+  recording = evaluation.ScriptedPolicy(
+      lambda state, conv, params: seen.append(conv) or policy.answer(state, conv, params))
+  transitions = evaluation.run(recording, bench, batch_size=1)
+  assert [t.attempt for t in transitions] == [0, 1, 2]
+  state, first = gp.reset(batch.episode_key(42, 0), bench.params)
+  wrong, message = gp.verify(GARBAGE, state.hand, bench.params)
+  expert = gp.expert_answer(state.hand, bench.params)
+  expected = [core.Turn("user", gp.prompt(state.hand, bench.params))]
+  assert seen[0] == tuple(expected) == first
+  for attempt in (1, 2):
+    expected += [core.Turn("assistant", GARBAGE),
+                 core.Turn("user", "You failed this trial because " + message)]
+    assert seen[attempt] == tuple(expected)
+  assert [(t.reward, t.terminated, t.truncated) for t in transitions] == [
+      (wrong, False, False), (wrong, False, False), (5.0, True, False)]
+  assert transitions[-1].answer == expert and transitions[0].message == message
+  assert evaluation.score(bench, transitions)["success"] == 1.0
+
+
+def test_forced_fail_step_and_truncation(repo_root):
+  config = gp_config(repo_root, episodes=3, benchmarks="id")
+  calls = []
+
+  def random_policy(conversations, key):  # a model-style policy: conversations and a key
+    calls.append(len(conversations))
+    rng = np.random.default_rng(core.seed_from_key(key))
+    return [f'{{"formula": "{rng.integers(100)}"}}' for _ in conversations]
+
+  bench = evaluation.benchmark(config, "id")
+  transitions = evaluation.run(random_policy, bench, batch_size=2)
+  assert max(calls) == 2 and len(transitions) == 3 * 6 == sum(calls)
+  for episode in range(3):
+    steps = [t for t in transitions if t.episode == episode]
+    assert [t.attempt for t in steps] == list(range(6))
+    assert not any(t.done for t in steps[:5])
+    last = steps[-1]
+    assert (last.reward, last.terminated, last.truncated) == (-1.0, False, True)
+    assert last.message == "step_limit_reached"
+  assert evaluation.score(bench, transitions)["success"] == 0.0
+
+  no_forced = dataclasses.replace(bench, params=dataclasses.replace(bench.params,
+                                                                     forced_fail_step=False))
+  transitions = evaluation.run(random_policy, no_forced, batch_size=2)
+  assert len(transitions) == 3 * 5 and all(t.truncated for t in transitions if t.attempt == 4)
+  recognition = evaluation.benchmark(gp_config(repo_root, "vl", 3), "recognition_id")
+  transitions = evaluation.run(random_policy, recognition, batch_size=2)
+  assert [(t.attempt, t.truncated) for t in transitions] == [(0, True)] * 3
+  # No cards in these answers: every step is a recognition failure.
+  assert evaluation.score(recognition, transitions)["recognition_accuracy"] == 0.0
+
+
+@pytest.mark.parametrize("task", ["gp", "virl"])
+def test_results_do_not_depend_on_batch_size(repo_root, city, tmp_path, task):
+  if task == "gp":
+    config = gp_config(repo_root, episodes=7, benchmarks="id,rule_ood")
+    policy = expert_or(lambda state: sum(state.hand.numbers) % 3 * 3)  # 0, 3 or 6 (never) wrong
+  else:
+    config = virl_config(repo_root, city, episodes=4)
+    expert = evaluation.expert_policy("virl")
+    policy = evaluation.ScriptedPolicy(  # wrong once at every third rail point
+        lambda state, conv, params: GARBAGE if state.position % 3 == 1 and not state.attempts
+        else expert.answer(state, conv, params))
+  logs = {}
+  for size in (1, 3):
+    results = evaluation.evaluate(policy, config, log_dir=str(tmp_path / str(size)), batch_size=size)
+    logs[size] = {name: (tmp_path / str(size) / f"{name}.jsonl").read_text() for name in results}
+  assert logs[1] == logs[3]
+  if task == "gp":  # some episodes fail, some need revisions
+    assert 0.0 < results["id"]["success"] < 1.0
+    p, n = results["id"]["success"], results["id"]["episodes"]
+    assert results["id"]["success_stderr"] == pytest.approx(np.sqrt(p * (1 - p) / n))
+  else:
+    assert 0.0 < results["id"]["per_step_accuracy"] < 1.0 and results["id"]["route_success"] == 1.0
+
+
+def test_jsonl_log_format(repo_root, tmp_path):
+  config = gp_config(repo_root, episodes=5, benchmarks="id")
+  policy = expert_or(lambda state: state.hand.numbers[0] % 2 * 6)  # odd first card: always wrong
+  results = evaluation.evaluate(policy, config, log_dir=str(tmp_path))
+  records = [json.loads(line) for line in (tmp_path / "id.jsonl").read_text().splitlines()]
+  steps = [r for r in records if "veri_step" in r]
+  summaries = [r for r in records if "steps" in r and "veri_step" not in r]
+  final = records[-1]
+  assert all(set(r) == {"sample_id", "veri_step", "output", "reward", "info"} for r in steps)
+  assert [r["sample_id"] for r in summaries] == list(range(5))
+  assert len(steps) + len(summaries) + 1 == len(records) == results["id"]["steps"] + 5 + 1
+  assert isinstance(steps[0]["info"]["Cards"], list) and "Verify Info" in steps[0]["info"]
+  for summary in summaries:
+    mine = [r for r in steps if r["sample_id"] == summary["sample_id"]]
+    assert summary["reward"] == sum(r["reward"] for r in mine) and summary["steps"] == len(mine)
+    assert summary["success"] == (mine[-1]["reward"] == 5.0)
+  assert final["Step Number"] == len(steps) and final["Trajectory Number"] == 5
+  assert final["Rates"]["CORRECT_SOLUTION"] == results["id"]["success"]
+  assert sum(final["Counts"].values()) == len(steps)
+  no_solution = sum(r["reward"] == -1.0 for r in steps)
+  assert final["Rates"]["NO_SOLUTION"] == pytest.approx(no_solution / len(steps))
+  flat = evaluation.flat_metrics(results)
+  assert flat["eval/id/success"] == results["id"]["success"] and "eval/id/success_stderr" in flat
+  table = evaluation.format_table(results)
+  assert "success *" in table and f"{results['id']['success']:.4f}" in table
+
+
+def test_stat_log_counts_unknown_rewards_as_aggregated_error():
+  def step(episode, reward, done):
+    return batch.Transition(episode, 0, 0, (), "", reward, done and reward == 5.0,
+                            done and reward != 5.0, None, {})
+
+  transitions = [step(0, -5.0, False), step(0, 5.0, True), step(1, -1.0, False),
+                 step(1, 0.0, False), step(1, -1.0, True)]  # -5, 0: the legacy table's sums
+  log = evaluation.stat_log("gp", transitions)
+  assert log["Step Number"] == 5 and log["Trajectory Number"] == 2
+  assert log["Counts"] == {"AGGREGATED_ERROR": 2, "CORRECT_SOLUTION": 1, "NO_SOLUTION": 2}
+  assert log["Rates"] == {"AGGREGATED_ERROR": 0.4, "CORRECT_SOLUTION": 0.5, "NO_SOLUTION": 0.4}
+  virl_log = evaluation.stat_log("virl", [dataclasses.replace(t, info={"is_success": True})
+                                          for t in transitions])
+  assert virl_log["Counts"]["INCORRECT_ACTION"] == 2 and virl_log["Counts"]["AGGREGATED_ERROR"] == 3
+  assert virl_log["Rates"]["CORRECT_SOLUTION"] == 1.0  # both routes ended successfully
