@@ -19,6 +19,11 @@ Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
 GeneralPoints adds
     data.formula          'random': each expert answer is one of the hand's solver formulas,
                           drawn uniformly | 'first': always the first one.
+    data.revisions        0: the reference's single-turn pairs; k > 0 puts 0..k failed attempts
+                          (a wrong operator, card or character) and the verifier's feedback
+                          before the expert answer, as in sequential revision (only the final
+                          answer is supervised), so a model from random init learns to answer
+                          in revision turns too.
 Reference values (`reference.md` §5): lr 1e-6 (GP-L) / 5e-7 (GP-VL), 400 steps of global batch
 128; the toy presets (tiny, small) use lr 1e-3, 300 steps, batch 32.
 
@@ -149,7 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.mesh = config_lib.mesh_config()
   if choice.mode != "play":
     config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
-                            extra_data={"formula": "random"})
+                            extra_data={"formula": "random", "revisions": 0})
 
   config.lock()
   return config

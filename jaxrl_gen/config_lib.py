@@ -168,8 +168,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   toy = config.model.preset in TOY_PRESETS
   config.text = ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
   config.data = ml_collections.ConfigDict({
-      "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256, "seed": 0,
-      "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
+      "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256,
+      "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
       "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1, "init": "",

@@ -108,7 +108,8 @@ def test_virl_routes_give_one_pair_per_rail_point(tmp_path):
   sources = expert_tfds.load_sources(expert_tfds.prepare(config, tmp_path / "data"))
   episodes = [experts.episode_pairs("virl", params, {}, 0, 0, i) for i in range(2)]
   assert len(sources["train"]) == sum(len(e) for e in episodes) > 2
-  stored = sorted((expert_tfds.record_pair(sources["train"][i]) for i in range(len(sources["train"]))),
+  train = sources["train"]
+  stored = sorted((expert_tfds.record_pair(train[i]) for i in range(len(train))),
                   key=lambda p: (p.meta["episode"], p.meta["point"]))
   for e in range(2):
     pairs = [p for p in stored if p.meta["episode"] == e]
@@ -118,6 +119,34 @@ def test_virl_routes_give_one_pair_per_rail_point(tmp_path):
     state, conversation = virl.reset(key, params)
     for pair in pairs:
       assert conversation[-1].text == pair.prompt
-      state, conversation, reward, terminated, truncated, _ = virl.step(state, pair.response, params)
+      state, conversation, reward, terminated, truncated, _ = virl.step(
+          state, pair.response, params)
       assert reward == 1.0 and not truncated
     assert terminated
+
+
+def test_revision_pairs_put_verified_failures_before_the_expert_answer(tmp_path):
+  counts = set()
+  for i in range(12):
+    (pair,) = experts.episode_pairs("gp", GP_L, {"revisions": 2}, 0, 0, i)
+    hand = gp.Hand.from_cards(pair.meta["cards"], GP_L.face_cards_as_10)
+    counts.add(len(pair.history))
+    for answer, message in pair.history:
+      assert gp.verify(answer, hand, GP_L) == (gp.verify(answer, hand, GP_L)[0], message)
+      assert gp.verify(answer, hand, GP_L)[0] != 5.0
+    roles = [t.role for t in pair.conversation()]
+    assert roles == ["user"] + ["assistant", "user"] * len(pair.history) + ["assistant"]
+    assert pair.conversation()[-1].text == pair.response
+    assert gp.verify(pair.response, hand, GP_L)[0] == 5.0
+    # Without revisions, the same episode is the reference's single-turn pair.
+    (single,) = experts.episode_pairs("gp", GP_L, {}, 0, 0, i)
+    assert (single.prompt, single.response, single.history) == (pair.prompt, pair.response, ())
+  assert counts == {0, 1, 2}
+  config = expert_tfds.builder_config("gp", GP_L, size=6, eval_size=0, seed=0,
+                                      options={"revisions": 2})
+  sources = expert_tfds.load_sources(expert_tfds.prepare(config, tmp_path))
+  stored = [expert_tfds.record_pair(sources["train"][i]) for i in range(6)]
+  by_episode = {p.meta["episode"]: p for p in stored}
+  for i, pair in by_episode.items():
+    (want,) = experts.episode_pairs("gp", GP_L, {"revisions": 2}, 0, 0, i)
+    assert pair.history == want.history and pair.response == want.response

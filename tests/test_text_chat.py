@@ -121,6 +121,11 @@ def test_sft_mask_on_a_multi_turn_revision_conversation(proc):
   unsupervised = "".join(tok.decode(r) for r, m in zip(runs, masks) if not m[0])
   assert "You failed this trial because" in unsupervised
   assert tok.decode(example.ids) == chat.render(tok, conversation, add_generation_prompt=False)
+  # last_only: the failed answer is context, the revision is the one target.
+  last = proc.encode_sft(conversation, last_only=True)
+  np.testing.assert_array_equal(last.ids, example.ids)
+  assert tok.decode(last.ids[last.loss_mask]) == right + "<|eot_id|>"
+  assert last.loss_mask.sum() < example.loss_mask.sum()
 
 
 def test_sft_conversation_errors(proc):

@@ -7,8 +7,9 @@ One builder, `ExpertSft`, serves every task with experts (`experts.TASKS`): its
 `ExpertSftConfig` holds the task, the environment variant (the `EnvParams` fields), the split
 sizes, the seed and the generation options, and is named by a digest of them, so different
 settings never share files and the same settings find the prepared data. Features: `prompt`
-and `response` (text), `meta` (JSON text) and, for variants with an image, `image` (stored as
-PNG bytes; read back undecoded and decoded with PIL by the pipeline).
+and `response` (text), `history` (JSON list of [failed answer, verifier message] before the
+response; empty for single-turn pairs), `meta` (JSON text) and, for variants with an image,
+`image` (stored as PNG bytes; read back undecoded and decoded with PIL by the pipeline).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from jaxrl_gen.data import experts
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 SPLITS = {"train": 0, "test": 1}  # the split's stream id in the episode seeds
 
 
@@ -72,7 +73,7 @@ class ExpertSft(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     features = {"prompt": tfds.features.Text(), "response": tfds.features.Text(),
-                "meta": tfds.features.Text()}
+                "history": tfds.features.Text(), "meta": tfds.features.Text()}
     if self.builder_config.has_image:
       features["image"] = tfds.features.Image(encoding_format="png")
     return tfds.core.DatasetInfo(
@@ -92,6 +93,7 @@ class ExpertSft(tfds.core.GeneratorBasedBuilder):
       for j, pair in enumerate(experts.episode_pairs(config.task, params, options, config.seed,
                                                      SPLITS[split], index)):
         example = {"prompt": pair.prompt, "response": pair.response,
+                   "history": json.dumps(pair.history),
                    "meta": json.dumps({"episode": index, **pair.meta})}
         if config.has_image:
           example["image"] = png_bytes(pair.image)
@@ -128,8 +130,12 @@ def record_pair(record: dict) -> experts.Pair:
   """A stored example back as a `Pair` (text decoded, image a PIL image)."""
   from jaxrl_gen.text import images
 
-  text = lambda value: value.decode("utf-8") if isinstance(value, bytes) else str(value)  # noqa: E731
   image = record.get("image")
-  return experts.Pair(text(record["prompt"]), text(record["response"]),
+  history = tuple(tuple(turn) for turn in json.loads(_text(record["history"])))
+  return experts.Pair(_text(record["prompt"]), _text(record["response"]),
                       images.to_pil(image) if image is not None else None,
-                      json.loads(text(record["meta"])))
+                      json.loads(_text(record["meta"])), history)
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -21,30 +21,63 @@ FORMULA_PICKS = ("random", "first")
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-  """One SFT example: the prompt turn (text and optional image), the target, and metadata."""
+  """One SFT example: the prompt turn (text and optional image), failed attempts with the
+  verifier's feedback (`history`, sequential revision; empty for the reference's single-turn
+  data), the target, and metadata."""
 
   prompt: str
   response: str
   image: Any = None  # PIL image or None
   meta: dict = dataclasses.field(default_factory=dict)
+  history: tuple[tuple[str, str], ...] = ()  # (failed answer, verifier message)
 
   def conversation(self) -> core.Conversation:
-    return (core.Turn("user", self.prompt, self.image), core.Turn("assistant", self.response))
+    """The prompt, each failed answer and its feedback turn, then the target answer."""
+    conversation = (core.Turn("user", self.prompt, self.image),)
+    for answer, message in self.history:
+      conversation = core.revise(conversation, answer, message)
+    return conversation + (core.Turn("assistant", self.response),)
 
 
 def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
   """A solvable GeneralPoints hand, its prompt (and card image for GP-VL) and an expert answer:
   a solver formula in the reference's answer layout, uniformly drawn among the hand's expert
-  formulas (`formula='random'`) or the first one (`'first'`)."""
+  formulas (`formula='random'`) or the first one (`'first'`). With `revisions` = k > 0, the
+  answer follows 0..k (uniform) failed attempts (`gp_wrong_answers`) and the verifier's
+  feedback, as in an episode of sequential revision."""
   from jaxrl_gen.envs import general_points as gp
 
   pick = options.get("formula", "random")
   if pick not in FORMULA_PICKS:
     raise ValueError(f"data.formula={pick!r}: must be one of {FORMULA_PICKS}")
+  revisions = options.get("revisions", 0)
+  if not isinstance(revisions, int) or revisions < 0:
+    raise ValueError(f"data.revisions={revisions!r}: must be an integer >= 0")
   hand = gp.deal(rng, params)
   answer = gp.expert_answer(hand, params, rng if pick == "random" else None)
   image = None if params.language_only else gp.render(hand, params)
-  return [Pair(gp.prompt(hand, params), answer, image, {"cards": list(hand.cards)})]
+  history = ()
+  if revisions:
+    wrong = [w for w in gp_wrong_answers(answer, hand, rng) if gp.verify(w, hand, params)[0] != 5]
+    picks = rng.integers(len(wrong), size=int(rng.integers(revisions + 1)))
+    history = tuple((wrong[i], gp.verify(wrong[i], hand, params)[1]) for i in picks)
+  return [Pair(gp.prompt(hand, params), answer, image, {"cards": list(hand.cards)}, history)]
+
+
+def gp_wrong_answers(answer: str, hand, rng: np.random.Generator) -> list[str]:
+  """Mistakes on an expert answer: another operator, an extra '+1', 'x' for '*', a wrong card
+  (some may still be right: check with the verifier)."""
+  formula = answer.split('"formula": "', 1)[1].split("=", 1)[0]
+  ops = [i for i, c in enumerate(formula) if c in "+-*/"]
+  swapped = list(formula)
+  i = ops[int(rng.integers(len(ops)))]
+  swapped[i] = "+-*/"[("+-*/".index(swapped[i]) + 1) % 4]
+  wrong_cards = list(hand.plain)
+  wrong_cards[0] = "K" if wrong_cards[0] != "K" else "2"
+  return [answer.replace(formula, "".join(swapped)),
+          answer.replace(formula, formula + "+1"),
+          answer.replace(formula, formula.replace("*", "x")),
+          answer.replace(str(list(hand.plain)), str(wrong_cards))]
 
 
 def virl_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:

@@ -92,20 +92,21 @@ def to_conversation(record: dict, image_root: str | os.PathLike = "") -> core.Co
 
 
 def from_pairs(pairs, image_dir: str | os.PathLike | None = None) -> list[dict]:
-  """LLaVA records of expert pairs (`experts.Pair`), images written as PNG into `image_dir`:
-  the format of the reference's released SFT data, for export and tests."""
+  """LLaVA records of expert pairs (`experts.Pair`, failed attempts included as turns), images
+  written as PNG into `image_dir`: the format of the reference's released SFT data, for export
+  and tests. (Read back, every "gpt" turn is a target, the failed attempts too.)"""
   records = []
   for i, pair in enumerate(pairs):
-    human = pair.prompt
-    record = {"id": str(i)}
-    if pair.image is not None:
-      if image_dir is None:
-        raise ValueError("pairs with images need an image_dir to write them to")
-      name = f"{i}.png"
-      pair.image.save(os.path.join(image_dir, name))
-      record["image"] = name
-      human = IMAGE_MARKER + "\n" + human
-    record["conversations"] = [{"from": "human", "value": human},
-                               {"from": "gpt", "value": pair.response}]
+    record, turns = {"id": str(i)}, []
+    for turn in pair.conversation():
+      value = turn.text
+      if turn.image is not None:
+        if image_dir is None:
+          raise ValueError("pairs with images need an image_dir to write them to")
+        record["image"] = f"{i}.png"
+        turn.image.save(os.path.join(image_dir, record["image"]))
+        value = IMAGE_MARKER + "\n" + value
+      turns.append({"from": "human" if turn.role == "user" else "gpt", "value": value})
+    record["conversations"] = turns
     records.append(record)
   return records

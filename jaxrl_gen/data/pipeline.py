@@ -46,9 +46,10 @@ def buckets_for(max_length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> tu
 
 
 def encode(conversation: core.Conversation, processor: processor_lib.Processor,
-           max_length: int, max_images: int) -> dict:
-  """One example: ids and loss mask, and for images their per-example arrays."""
-  encoded = processor.encode_sft(conversation)
+           max_length: int, max_images: int, last_only: bool = False) -> dict:
+  """One example: ids and loss mask (every answer, or the last), and for images their
+  per-example arrays."""
+  encoded = processor.encode_sft(conversation, last_only)
   ids, mask = encoded.ids[:max_length], encoded.loss_mask[:max_length]
   example = {"input_ids": ids, "loss_mask": mask.astype(np.int32)}
   if len(encoded.images) > max_images:
@@ -103,8 +104,9 @@ def sft_dataset(records: Any, to_conversation: Callable[[Any], core.Conversation
                 max_length: int, max_images: int = 0, image_size: int = 0,
                 buckets: Sequence[int] = DEFAULT_BUCKETS, shuffle: bool = True,
                 num_epochs: int | None = None, process_index: int = 0, process_count: int = 1,
-                drop_remainder: bool = True) -> grain.MapDataset:
+                drop_remainder: bool = True, last_only: bool = False) -> grain.MapDataset:
   """Batches of this process (`batch_size` rows each) from a random-access `records` source.
+  `last_only` supervises only each conversation's last answer.
 
   num_epochs None repeats forever (training runs for a number of steps). With
   drop_remainder False the last, short batch is filled with padding rows (for evaluation).
@@ -123,7 +125,7 @@ def sft_dataset(records: Any, to_conversation: Callable[[Any], core.Conversation
   ds = ds[process_index::process_count]
   ds = ds.map(functools.partial(_encode_record, to_conversation=to_conversation,
                                 processor=processor, max_length=max_length,
-                                max_images=max_images))
+                                max_images=max_images, last_only=last_only))
   collate_fn = functools.partial(
       collate, pad_id=processor.ids.pad, buckets=buckets_for(max_length, buckets),
       rows=batch_size, max_images=max_images, max_tiles=processor.max_tiles,
@@ -131,8 +133,9 @@ def sft_dataset(records: Any, to_conversation: Callable[[Any], core.Conversation
   return ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate_fn)
 
 
-def _encode_record(record, *, to_conversation, processor, max_length, max_images) -> dict:
-  return encode(to_conversation(record), processor, max_length, max_images)
+def _encode_record(record, *, to_conversation, processor, max_length, max_images,
+                   last_only) -> dict:
+  return encode(to_conversation(record), processor, max_length, max_images, last_only)
 
 
 def iterator(ds: grain.MapDataset, *, threads: int = 2, prefetch: int = 4,

@@ -25,6 +25,7 @@ class Sources:
   test: Any | None
   to_conversation: Callable[[Any], core.Conversation]
   has_images: bool
+  last_only: bool  # supervise only each conversation's last answer
 
 
 def data_dir(config, workdir: str | None) -> str:
@@ -55,12 +56,12 @@ def _env_sources(config, workdir: str | None) -> Sources:
   builder = _prepare_once(builder_config, data_dir(config, workdir))
   sources = expert_tfds.load_sources(builder)
   return Sources(sources["train"], sources.get("test"), _pair_conversation,
-                 builder_config.has_image)
+                 builder_config.has_image, last_only=True)
 
 
 def task_options(config) -> dict:
-  """The task's own generation options in config.data (GP: `formula`)."""
-  return {key: config.data[key] for key in ("formula",) if key in config.data}
+  """The task's own generation options in config.data (GP: `formula`, `revisions`)."""
+  return {key: config.data[key] for key in ("formula", "revisions") if key in config.data}
 
 
 def _prepare_once(builder_config, directory: str):
@@ -91,4 +92,4 @@ def _llava_sources(config) -> Sources:
   root = config.data.image_root or os.path.dirname(os.path.abspath(path))
   has_images = any(llava.image_paths(r) for r in train)
   return Sources(train, test, functools.partial(llava.to_conversation, image_root=root),
-                 has_images)
+                 has_images, last_only=False)

@@ -9,8 +9,8 @@ tokens, saved as a Hugging Face tokenizer directory with the Llama-3.2-Vision ch
 Ids: first the byte-level BPE (256 bytes and the merges the corpus supports, about 970), then
 the Llama-3 special tokens in Llama-3's order, then reserved special tokens up to id 2047 (as
 Llama-3 fills its special block), and `<|image|>` = 2048: outside the 2048-row lm_head, in the
-model's extra embedding rows, as Mllama's 128256. The build is deterministic: the same corpus gives the same files, which a
-test checks against the shipped copy.
+model's extra embedding rows, as Mllama's 128256. The build is deterministic: the same corpus
+gives the same files, which a test checks against the shipped copy.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pathlib
 
 import numpy as np
 
+from jaxrl_gen.data import experts
 from jaxrl_gen.text import chat
 
 VOCAB_SIZE = 2048  # the lm_head rows of the tiny presets
@@ -90,26 +91,10 @@ def gp_corpus(hands_per_variant: int = HANDS_PER_VARIANT) -> list[str]:
       hand = gp.deal(rng, params)
       answer = gp.expert_answer(hand, params, rng)
       texts += [gp.prompt(hand, params), answer]
-      for wrong in _wrong_answers(answer, hand, rng):
+      for wrong in experts.gp_wrong_answers(answer, hand, rng):
         texts.append(wrong)
         texts.append(core.FEEDBACK_PREFIX + gp.verify(wrong, hand, params)[1])
   return texts
-
-
-def _wrong_answers(answer: str, hand, rng: np.random.Generator) -> list[str]:
-  """Answers a model gets wrong (another operator, a wrong card, a stray character), so the
-  corpus holds the verifier's feedback messages."""
-  formula = answer.split('"formula": "', 1)[1].split("=", 1)[0]
-  ops = [i for i, c in enumerate(formula) if c in "+-*/"]
-  swapped = list(formula)
-  i = ops[int(rng.integers(len(ops)))]
-  swapped[i] = "+-*/"[("+-*/".index(swapped[i]) + 1) % 4]
-  wrong_cards = list(hand.plain)
-  wrong_cards[0] = "K" if wrong_cards[0] != "K" else "2"
-  return [answer.replace(formula, "".join(swapped)),
-          answer.replace(formula, formula + "+1"),
-          answer.replace(formula, formula.replace("*", "x")),
-          answer.replace(str(list(hand.plain)), str(wrong_cards))]
 
 
 def virl_corpus(count: int = 300) -> list[str]:
@@ -124,7 +109,8 @@ def virl_corpus(count: int = 300) -> list[str]:
       turn = _RELATIVE[int(rng.integers(4))]
       heading = _COMPASS[int(rng.integers(8))]
       sentences.append(f"{'First, turn' if m == 0 else 'Turn'} {turn} to face {heading}.")
-      place = f"{_PLACES[int(rng.integers(len(_PLACES)))]} is on your {_SIDES[int(rng.integers(8))]}"
+      name, side = _PLACES[int(rng.integers(len(_PLACES)))], _SIDES[int(rng.integers(8))]
+      place = f"{name} is on your {side}"
       sentences.append("Move forward until you reach next intersection." if rng.random() < 0.3
                        else f"Move forward until you reach next intersection where {place}.")
     sentences[-1] = f"Move forward until you reach destination where {place}."
@@ -182,7 +168,8 @@ def train(texts: list[str]):
   bos = SPECIAL_TOKENS[0]
   # As Llama-3: `add_special_tokens=True` prepends <|begin_of_text|> (we always pass False).
   tokenizer.post_processor = processors.TemplateProcessing(
-      single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))])
+      single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+      special_tokens=[(bos, tokenizer.token_to_id(bos))])
   return tokenizer
 
 

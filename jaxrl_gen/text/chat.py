@@ -65,13 +65,16 @@ def encode_prompt(tokenizer: Any, conversation: Sequence[core.Turn], *,
 
 
 def segments(tokenizer: Any, conversation: Sequence[core.Turn], *,
-             date_string: str = DEFAULT_DATE, eot_newline: bool = False) -> list[tuple[str, bool]]:
-  """The rendered conversation as (text, supervised) pieces, ending with the last response."""
+             date_string: str = DEFAULT_DATE, eot_newline: bool = False,
+             last_only: bool = False) -> list[tuple[str, bool]]:
+  """The rendered conversation as (text, supervised) pieces, ending with the last response;
+  every response is supervised, or with `last_only` the last one alone (earlier answers are
+  then context, e.g. failed attempts before a revision)."""
   if not conversation or conversation[0].role == "assistant":
     raise ValueError("an SFT conversation must start with a user (or system) turn")
   if conversation[-1].role != "assistant":
     conversation = _through_last_response(conversation)
-  pieces, done = [], 0
+  pieces, done, last = [], 0, len(conversation) - 1
   for i, turn in enumerate(conversation):
     if turn.role != "assistant":
       continue
@@ -82,17 +85,19 @@ def segments(tokenizer: Any, conversation: Sequence[core.Turn], *,
       raise ValueError("the chat template does not render this conversation's turns as "
                        "prefixes of each other (an image after the first turn?)")
     pieces.append((prompt[done:], False))
-    pieces.append((full[len(prompt):] + ("\n" if eot_newline else ""), True))
+    pieces.append((full[len(prompt):] + ("\n" if eot_newline else ""),
+                   not last_only or i == last))
     done = len(full)
   return pieces
 
 
 def encode_sft(tokenizer: Any, conversation: Sequence[core.Turn], *,
-               date_string: str = DEFAULT_DATE, eot_newline: bool = False) -> Encoded:
-  """Ids and loss mask of a conversation whose assistant turns are the targets."""
+               date_string: str = DEFAULT_DATE, eot_newline: bool = False,
+               last_only: bool = False) -> Encoded:
+  """Ids and loss mask of a conversation whose assistant turns (or the last) are the targets."""
   ids, mask = [], []
   for text, supervised in segments(tokenizer, conversation, date_string=date_string,
-                                   eot_newline=eot_newline):
+                                   eot_newline=eot_newline, last_only=last_only):
     piece = tokenize(tokenizer, text)
     ids += piece
     mask += [supervised] * len(piece)

@@ -16,8 +16,6 @@ import functools
 import os
 from typing import Any, Sequence
 
-import numpy as np
-
 from jaxrl_gen.envs import core
 from jaxrl_gen.text import chat, images, tokenizer as tokenizer_lib
 
@@ -62,11 +60,13 @@ class Processor:
     self._check_images(conversation)
     return chat.encode_prompt(self.tokenizer, conversation, date_string=self.date_string)
 
-  def encode_sft(self, conversation: Sequence[core.Turn]) -> chat.Encoded:
-    """Ids and loss mask (assistant turns plus their `<|eot_id|>`) of a training example."""
+  def encode_sft(self, conversation: Sequence[core.Turn], last_only: bool = False
+                 ) -> chat.Encoded:
+    """Ids and loss mask (assistant turns, or the last one, plus `<|eot_id|>`) of a training
+    example."""
     self._check_images(conversation)
     return chat.encode_sft(self.tokenizer, conversation, date_string=self.date_string,
-                           eot_newline=self.eot_newline)
+                           eot_newline=self.eot_newline, last_only=last_only)
 
   def image_inputs(self, batch_images: Sequence[Sequence[Any]],
                    batch_ids: Sequence[Sequence[int]], length: int | None = None) -> dict:

@@ -76,7 +76,8 @@ def _datasets(config, workdir, processor, model_config):
       processor=processor, max_length=config.data.max_length, seed=config.data.seed,
       max_images=1 if sources.has_images else 0,
       image_size=model_config.vision.image_size if sources.has_images else 0,
-      batch_size=config.sft.batch_size // count, process_index=index, process_count=count)
+      batch_size=config.sft.batch_size // count, process_index=index, process_count=count,
+      last_only=sources.last_only)
   train = pipeline.sft_dataset(sources.train, sources.to_conversation, **common)
   keys = pipeline.TEXT_KEYS + (pipeline.IMAGE_KEYS if sources.has_images else ())
   test = None
