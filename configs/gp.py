@@ -19,11 +19,12 @@ Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
 GeneralPoints adds
     data.formula          'random': each expert answer is one of the hand's solver formulas,
                           drawn uniformly | 'first': always the first one.
-    data.revisions        0: the reference's single-turn pairs; k > 0 puts 0..k failed attempts
-                          (a wrong operator, card or character) and the verifier's feedback
-                          before the expert answer, as in sequential revision (only the final
-                          answer is supervised), so a model from random init learns to answer
-                          in revision turns too.
+    data.revisions        0 (real presets): the reference's single-turn pairs; k > 0 puts 0..k
+                          failed attempts (a wrong operator, card or character) and the
+                          verifier's feedback before the expert answer, as in sequential
+                          revision (only the final answer is supervised). The toy presets use
+                          4 (= verify_iter - 1): a model from random init has never seen a
+                          revision turn, and answers them with unparseable text otherwise.
 Reference values (`reference.md` §5): lr 1e-6 (GP-L) / 5e-7 (GP-VL), 400 steps of global batch
 128; the toy presets (tiny, small) use lr 1e-3, 300 steps, batch 32.
 
@@ -153,8 +154,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
   if choice.mode != "play":
+    toy = choice.preset in config_lib.TOY_PRESETS
     config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
-                            extra_data={"formula": "random", "revisions": 0})
+                            extra_data={"formula": "random", "revisions": 4 if toy else 0})
 
   config.lock()
   return config

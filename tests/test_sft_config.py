@@ -30,6 +30,9 @@ def test_reference_defaults(repo_root):
       "cosine", 0.03, 1.0)
   assert (real.sft.batch_size, real.sft.steps, real.optim.lr) == (128, 400, 5e-7)
   assert real.data.train_size == 51200 and real.checkpoint.every == 20
+  assert real.data.revisions == 0  # the reference's single-turn pairs
+  toy = _config(repo_root / "configs" / "gp.py", "l,sft,tiny")
+  assert (toy.optim.lr, toy.sft.steps, toy.sft.batch_size, toy.data.revisions) == (1e-3, 300, 32, 4)
   virl = _config(repo_root / "configs" / "virl.py", "l,sft,llama-3.2-11b-vision")
   assert (virl.optim.lr, virl.sft.steps, virl.data.train_size) == (1e-6, 25, 1000)
   assert "sft" not in _config(repo_root / "configs" / "gp.py", "l")  # play mode
