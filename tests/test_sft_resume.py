@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from jaxrl_gen import metrics
 
 STEPS = 12
@@ -27,8 +29,14 @@ def _losses(workdir):
   return [(r["step"], r["train/loss"], r["train/grad_norm"]) for r in records]
 
 
+@pytest.mark.slow  # three CLI runs of the tiny preset: ~55 s on 2 idle cores
 def test_kill_and_resume_gives_the_uninterrupted_losses(tmp_path, repo_root):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  # One persistent compilation cache for the three runs: the later two load the first one's
+  # executables (the same programs, so the same numbers) instead of compiling again.
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
   data = tmp_path / "data"
   full, killed = tmp_path / "full", tmp_path / "killed"
   subprocess.run(_command(full, data), check=True, cwd=repo_root, env=env,
