@@ -11,6 +11,8 @@ RUNTIME = [
     "ml-collections>=1.0",
     "absl-py>=2.1",
     "tensorflow-datasets>=4.9.9",
+    # TFDS needs it (through etils.epath) for builders defined inside a package.
+    "importlib_resources>=6",
     "array-record>=0.8",
     "grain>=0.2.12",
     "transformers>=4.56",

@@ -2,11 +2,12 @@
 
     --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
-      mode:    play (default; the interactive demo)
+      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
 
 Examples:
     jaxrl-gen play --config=configs/gp.py:vl --workdir=/tmp/gp
+    jaxrl-gen train --config=configs/gp.py:l,sft,tiny --workdir=runs/gp_l_sft
     jaxrl-gen play --config=configs/gp.py:l --config.env.ood=True --config.env.face_cards_as_10=False
 
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
@@ -15,6 +16,20 @@ Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers
 Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
 prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented in
 `jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
+
+Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
+`config.checkpoint` and `config.log` are documented in `jaxrl_gen.config_lib.train_config`.
+GeneralPoints adds
+    data.formula          'random': each expert answer is one of the hand's solver formulas,
+                          drawn uniformly | 'first': always the first one.
+    data.revisions        0 (real presets): the reference's single-turn pairs; k > 0 puts 0..k
+                          failed attempts (a wrong operator, card or character) and the
+                          verifier's feedback before the expert answer, as in sequential
+                          revision (only the final answer is supervised). The toy presets use
+                          4 (= verify_iter - 1): a model from random init has never seen a
+                          revision turn, and answers them with unparseable text otherwise.
+Reference values (`reference.md` §5): lr 1e-6 (GP-L) / 5e-7 (GP-VL), 400 steps of global batch
+128; the toy presets (tiny, small) use lr 1e-3, 300 steps, batch 32.
 
 Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference values as
 defaults:
@@ -140,6 +155,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
   config.sampling = config_lib.sampling_config()
+  if choice.mode != "play":
+    toy = choice.preset in config_lib.TOY_PRESETS
+    config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
+                            extra_data={"formula": "random", "revisions": 4 if toy else 0})
 
   config.lock()
   return config

@@ -23,7 +23,9 @@ PRESETS = model_presets.NAMES
 MODEL_DTYPES = ("auto",) + model_config_lib.DTYPES
 # Modes a config can be built for, and the subset that this version implements.
 MODES = ("play", "sft", "rl", "grpo", "eval")
-IMPLEMENTED_MODES = ("play",)
+IMPLEMENTED_MODES = ("play", "sft")
+# Presets trained from random init on a CPU (the embedded 2048-id tokenizer fits them).
+TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 
 
 class ConfigError(ValueError):
@@ -101,6 +103,133 @@ def mesh_config() -> ml_collections.ConfigDict:
       "shape": (-1, 1, 1),
       "rules": model_config_lib.DEFAULT_RULES,
   })
+
+
+def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
+                 train_size: int = 51200, extra_data: dict | None = None) -> None:
+  """Adds the sections of a training run (`sft` mode; the RL trainer shares text/optim/
+  checkpoint/log) to a task config. `lr` and `steps` are the task variant's reference values,
+  used for real presets; the toy presets (tiny, small), trained from random init on a CPU, get
+  lr 1e-3, 300 steps, batch 32 and 9600 training episodes (one epoch) instead.
+
+  Text (`jaxrl_gen.text`):
+      text.tokenizer      '': the embedded tokenizer (2048 ids: tiny/small presets) or, with
+                          sft.init a checkpoint directory, that checkpoint's; else a local
+                          checkpoint directory whose tokenizer (and chat template, and image
+                          processor config) to use.
+      text.date_string    '26 Jul 2024': the chat template's "Today Date" (fixed, so prompts
+                          do not change with the calendar).
+  Data (`jaxrl_gen.data`):
+      data.source         'env': expert pairs generated from config.env into a TFDS data set |
+                          'llava': LLaVA-style JSON (the reference's released SFT data).
+      data.dir            '': where TFDS data are prepared ('' = <workdir>/data).
+      data.train_size     training episodes generated (GP: one pair each, 51200 = the
+                          reference's 400 steps x 128; V-IRL: one pair per rail point of a
+                          route, 1000 routes).
+      data.eval_size      256: held-out episodes (the 'test' split, for the eval loss).
+      data.seed           0: seed of the generated episodes and of the shuffle.
+      data.llava_json     '': the LLaVA JSON (or JSON lines) file for source='llava'.
+      data.llava_eval_json  '': optional held-out LLaVA file.
+      data.image_root     '': folder of the LLaVA image paths ('' = the JSON file's folder).
+      data.max_length     1024: tokens per example; longer ones are cut.
+      data.eot_newline    False: True also supervises a "\\n" after each <|eot_id|>, as the
+                          reference SFT code does.
+      data.threads        2: grain reader threads encoding ahead of the step.
+      data.workers        0: grain worker processes (0: none, threads only).
+  SFT (`jaxrl_gen.train`):
+      sft.steps           optimizer steps of the run (the schedule's length).
+      sft.batch_size      128: global batch (examples per optimizer step, all processes).
+      sft.accum           1: gradient accumulation: micro-batches per step.
+      sft.init            '': random init (seed config.seed) | a Hugging Face checkpoint
+                          directory | a `jaxrl-gen convert` orbax directory.
+      sft.freeze          (): regexes (re.search) of dotted parameter paths not trained, e.g.
+                          "('vision_model',)" or "('vision_model', 'multi_modal_projector')"
+                          (the paper's ablation); as ppo.freeze.
+      sft.eval_every      50: steps between held-out evaluations (0: never).
+      sft.eval_batches    4: batches of the test split per evaluation (0: all of it).
+  Optimizer (`jaxrl_gen.train.optim`; reference SFT values, `decisions.md`):
+      optim.lr            peak learning rate.
+      optim.b1, optim.b2  0.9, 0.98.
+      optim.eps           1e-7.
+      optim.weight_decay  0.0 (when set, not on norms, biases and gates).
+      optim.schedule      'cosine' | 'constant' (both after the warm-up).
+      optim.warmup_ratio  0.03: linear warm-up over the first 3% of the steps.
+      optim.end_lr_ratio  0.0: the cosine ends at lr * this.
+      optim.max_grad_norm 1.0 (transformers' Trainer default); None: no clipping.
+  Checkpoints (`jaxrl_gen.train.checkpoint`, under <workdir>/checkpoints; a run resumes from
+  the latest one automatically):
+      checkpoint.every    20: steps between checkpoints (the reference's save interval).
+      checkpoint.keep     3: checkpoints kept (the newest).
+      checkpoint.async_save  True: write in the background.
+  Logging (`jaxrl_gen.metrics`, <workdir>/metrics.jsonl and <workdir>/tensorboard):
+      log.every           10: steps between metric records (means over the interval).
+      log.tensorboard     True.
+      log.progress        True: a progress bar.
+  """
+  toy = config.model.preset in TOY_PRESETS
+  config.text = ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
+  config.data = ml_collections.ConfigDict({
+      "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256,
+      "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
+      "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
+  config.sft = ml_collections.ConfigDict({
+      "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1, "init": "",
+      "freeze": (), "eval_every": 50, "eval_batches": 4})
+  config.optim = ml_collections.ConfigDict({
+      "lr": 1e-3 if toy else lr, "b1": 0.9, "b2": 0.98, "eps": 1e-7, "weight_decay": 0.0,
+      "schedule": "cosine", "warmup_ratio": 0.03, "end_lr_ratio": 0.0,
+      "max_grad_norm": ml_collections.FieldReference(1.0, field_type=float)})
+  config.checkpoint = ml_collections.ConfigDict({"every": 20, "keep": 3, "async_save": True})
+  config.log = ml_collections.ConfigDict({"every": 10, "tensorboard": True, "progress": True})
+
+
+def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
+                   num_devices: int | None = None) -> None:
+  """The training sections: sizes that divide, choices that exist, patterns that compile."""
+  import re  # noqa: PLC0415
+
+  sft, data, optim = config.sft, config.data, config.optim
+  _one_of(config, "data.source", ("env", "llava"))
+  _one_of(config, "optim.schedule", ("cosine", "constant"))
+  for key, value, low in (("sft.steps", sft.steps, 1), ("sft.batch_size", sft.batch_size, 1),
+                          ("sft.accum", sft.accum, 1), ("data.max_length", data.max_length, 2),
+                          ("data.train_size", data.train_size, 1),
+                          ("data.eval_size", data.eval_size, 0),
+                          ("checkpoint.every", config.checkpoint.every, 1),
+                          ("checkpoint.keep", config.checkpoint.keep, 1),
+                          ("log.every", config.log.every, 1)):
+    _check(value >= low, f"config.{key}={value}: must be >= {low}")
+  _check(sft.batch_size % process_count == 0,
+         f"config.sft.batch_size={sft.batch_size}: not divisible by the {process_count} processes")
+  _check((sft.batch_size // process_count) % sft.accum == 0,
+         f"config.sft.batch_size={sft.batch_size}: each process's share does not split into "
+         f"config.sft.accum={sft.accum} micro-batches")
+  if num_devices is not None:
+    from jaxrl_gen import parallel  # noqa: PLC0415
+
+    data_axis, fsdp_axis, _ = parallel.mesh_shape(config.mesh.shape, num_devices)
+    shards, micro = data_axis * fsdp_axis, sft.batch_size // sft.accum
+    _check(micro % shards == 0,
+           f"config.sft.batch_size={sft.batch_size}: its micro-batches of {micro} rows do not "
+           f"split over the {shards} data shards of config.mesh.shape={tuple(config.mesh.shape)}")
+  _check(0.0 <= optim.warmup_ratio < 1.0,
+         f"config.optim.warmup_ratio={optim.warmup_ratio}: must be in [0, 1)")
+  _check(optim.lr > 0 and optim.eps > 0 and 0 <= optim.b1 < 1 and 0 <= optim.b2 < 1,
+         "config.optim: lr and eps must be > 0, b1 and b2 in [0, 1)")
+  _check(optim.max_grad_norm is None or optim.max_grad_norm > 0,
+         f"config.optim.max_grad_norm={optim.max_grad_norm}: must be > 0 or None")
+  for pattern in sft.freeze:
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ConfigError(f"config.sft.freeze: {pattern!r} is not a regular expression ({e})")
+  if data.source == "llava":
+    _check(bool(data.llava_json), "config.data.source='llava' needs config.data.llava_json")
+  if not config.text.tokenizer and not sft.init:
+    vocab = model_presets.get(config.model.preset).text.vocab_size
+    _check(vocab == 2048, f"config.text.tokenizer='' (the embedded tokenizer, 2048 ids) does not "
+           f"fit preset {config.model.preset!r} (vocab {vocab}): set config.text.tokenizer or "
+           "config.sft.init to a checkpoint directory")
 
 
 def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
@@ -246,6 +375,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   validate_model(config)
   if "sampling" in config:
     validate_sampling(config)
+  if config.mode == "sft":
+    import jax  # noqa: PLC0415
+
+    validate_train(config, jax.process_count(), jax.device_count())
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     _one_of(config, "ppo.action_span", ("field", "legacy"))

@@ -22,6 +22,7 @@ from jaxrl_gen import config_lib
 COMMANDS = {
     "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
     "convert": ("jaxrl_gen.commands.convert", "HF safetensors <-> orbax model checkpoints"),
+    "train": ("jaxrl_gen.commands.train", "train a model (mode sft), resuming from --workdir"),
 }
 
 FLAGS = flags.FLAGS

@@ -1,0 +1,1 @@
+"""Training: the train state, optimizer, SFT step, checkpoints and the host loop."""

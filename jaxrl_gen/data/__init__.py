@@ -1,0 +1,1 @@
+"""SFT data: expert pairs from the environments (TFDS), LLaVA-style JSON, the grain pipeline."""

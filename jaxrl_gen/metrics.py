@@ -1,0 +1,137 @@
+"""Metrics of a run: JSONL and TensorBoard writers, a progress bar, FLOPs and MFU.
+
+    writer = MetricWriter(workdir, resume_step=step)   # process 0 writes; others no-op
+    writer.write(step, {"train/loss": 1.2, ...})
+
+`metrics.jsonl` has one JSON object per line with its `step`; on resume, lines after the
+restored step (written before a crash, never checkpointed) are dropped so the file reads as
+one uninterrupted run, and TensorBoard events after it are purged the same way.
+
+Compute follows the paper (`reference.md` §6): training FLOPs = 6 N D (N parameters, D
+tokens). MFU divides achieved FLOP/s by the devices' peak where it is known (bf16 dense).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+
+# Dense bf16 peak FLOP/s per device, by `jax.Device.device_kind` (substring match, first wins).
+PEAK_FLOPS = (
+    ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
+    ("TPU v5", 459e12), ("TPU v4", 275e12), ("TPU v3", 123e12), ("H200", 989e12),
+    ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10", 125e12),
+)
+
+
+def training_flops(num_params: int, tokens: float) -> float:
+  """The paper's compute count for training on `tokens` tokens: 6 N D."""
+  return 6.0 * num_params * tokens
+
+
+def peak_flops(device: Any = None) -> float | None:
+  """Peak FLOP/s of one device, None where unknown (CPUs)."""
+  kind = (device or jax.devices()[0]).device_kind
+  return next((peak for name, peak in PEAK_FLOPS if name.lower() in kind.lower()), None)
+
+
+def mfu(flops_per_second: float, num_devices: int | None = None) -> float | None:
+  """Model FLOPs utilisation over all devices, or None without a known peak."""
+  peak = peak_flops()
+  if peak is None:
+    return None
+  return flops_per_second / (peak * (num_devices or jax.device_count()))
+
+
+class Throughput:
+  """Tokens/s, FLOP/s and MFU over the steps since the last call to `rates`."""
+
+  def __init__(self, num_params: int):
+    self.num_params = num_params
+    self.reset()
+
+  def reset(self):
+    self._start, self._tokens = time.perf_counter(), 0.0
+
+  def add(self, tokens: float):
+    self._tokens += tokens
+
+  def rates(self) -> dict[str, float]:
+    seconds = max(time.perf_counter() - self._start, 1e-9)
+    flops = training_flops(self.num_params, self._tokens) / seconds
+    out = {"tokens_per_second": self._tokens / seconds, "flops_per_second": flops}
+    utilisation = mfu(flops)
+    if utilisation is not None:
+      out["mfu"] = utilisation
+    self.reset()
+    return out
+
+
+class MetricWriter:
+  """JSONL + TensorBoard, written by process 0 only."""
+
+  def __init__(self, workdir: str, *, resume_step: int = 0, tensorboard: bool = True):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if not self.enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    _truncate_after(self.path, resume_step)
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                               purge_step=resume_step + 1 if resume_step else None)
+
+  def write(self, step: int, values: Mapping[str, Any]):
+    if not self.enabled:
+      return
+    values = {k: _number(v) for k, v in values.items()}
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": step, **values}, sort_keys=True) + "\n")
+    if self._tb is not None:
+      for key, value in values.items():
+        if isinstance(value, (int, float)) and math.isfinite(value):
+          self._tb.add_scalar(key, value, step)
+
+  def flush(self):
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _truncate_after(path: str, step: int):
+  """Drops records with `step` > `step` (a fresh run, step 0, starts an empty file)."""
+  if not os.path.exists(path):
+    return
+  kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step] if step else []
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+
+
+def _number(value: Any) -> Any:
+  if hasattr(value, "item"):
+    value = value.item()
+  return float(value) if isinstance(value, float) else value
+
+
+def progress(total: int, initial: int, enabled: bool = True):
+  """A tqdm bar over the steps (process 0, and only when `enabled`)."""
+  from tqdm import tqdm
+
+  return tqdm(total=total, initial=initial, disable=not enabled or jax.process_index() != 0,
+              unit="step", dynamic_ncols=True)

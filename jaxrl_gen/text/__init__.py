@@ -1,0 +1,1 @@
+"""Text and images in, model inputs out: tokenizers, the chat template, image preprocessing."""

@@ -1,0 +1,191 @@
+"""The SFT host loop: data -> jitted, sharded `sft_step` -> metrics, evaluation, checkpoints.
+
+    run_sft(config, workdir)
+
+Resumes automatically from the latest checkpoint in `<workdir>/checkpoints` (parameters,
+optimizer state, step, RNG and the data iterator's position), so a killed run continues
+exactly as if it had never stopped. Writes `<workdir>/config.json`, `metrics.jsonl` and
+TensorBoard events; records are means over each `log.every` interval (aligned with the
+checkpoints when `log.every` divides `checkpoint.every`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import grain
+import jax
+from absl import logging
+import numpy as np
+
+from jaxrl_gen import metrics as metrics_lib
+from jaxrl_gen import parallel
+from jaxrl_gen.data import pipeline, sources as sources_lib
+from jaxrl_gen.models import mllama, presets
+from jaxrl_gen.text import processor as processor_lib
+from jaxrl_gen.train import checkpoint as checkpoint_lib
+from jaxrl_gen.train import optim, sft
+from jaxrl_gen.train import state as state_lib
+
+# Logical axes of each batch array: rows over the data shards.
+BATCH_AXES = {
+    "input_ids": ("batch", "length"), "attention_mask": ("batch", "length"),
+    "loss_mask": ("batch", "length"), "pixel_values": ("batch",) + (None,) * 5,
+    "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
+    "cross_attention_mask": ("batch", "length", None, None),
+}
+EvalHook = Callable[[int, state_lib.TrainState], dict]
+
+
+def build_model(config, mesh: jax.sharding.Mesh):
+  """The model to train: random init (config.seed), a HF checkpoint or our orbax one (their
+  own shapes, with config.model's dtypes, remat and scanning, and config.mesh's rules)."""
+  from jaxrl_gen.models import hf, params_io
+
+  model_config = presets.from_config(config.model, config.mesh)
+  init = config.sft.init
+  if not init:
+    return mllama.create(model_config, mesh=mesh, seed=config.seed)
+  overrides = dict(remat=model_config.remat, scan_layers=model_config.scan_layers,
+                   rules=model_config.rules)
+  if params_io.is_params_dir(init):
+    return params_io.load_params(init, mesh=mesh, dtype=model_config.dtype,
+                                 param_dtype=model_config.param_dtype, **overrides)
+  return hf.load_pretrained(init, mesh=mesh, dtype=model_config.param_dtype,
+                            compute_dtype=model_config.dtype, **overrides)
+
+
+def to_global(local: dict, mesh, rules) -> dict:
+  """This process's rows -> global arrays sharded over the data shards."""
+  axes = {k: BATCH_AXES[k] for k in local}
+  return parallel.global_batch(local, mesh, rules, axes)
+
+
+def batch_shardings(mesh, rules, keys) -> dict:
+  return {k: jax.sharding.NamedSharding(mesh, parallel.logical_to_spec(BATCH_AXES[k], rules))
+          for k in keys}
+
+
+def _datasets(config, workdir, processor, model_config):
+  sources = sources_lib.from_config(config, workdir)
+  if sources.has_images and model_config.vision is None:
+    raise ValueError(f"the data have images but preset {config.model.preset!r} is text-only")
+  count, index = jax.process_count(), jax.process_index()
+  common = dict(
+      processor=processor, max_length=config.data.max_length, seed=config.data.seed,
+      max_images=1 if sources.has_images else 0,
+      image_size=model_config.vision.image_size if sources.has_images else 0,
+      batch_size=config.sft.batch_size // count, process_index=index, process_count=count,
+      last_only=sources.last_only)
+  train = pipeline.sft_dataset(sources.train, sources.to_conversation, **common)
+  keys = pipeline.TEXT_KEYS + (pipeline.IMAGE_KEYS if sources.has_images else ())
+  test = None
+  if sources.test is not None and len(sources.test) >= count:
+    usable = grain.MapDataset.source(sources.test)[:len(sources.test) // count * count]
+    test = pipeline.sft_dataset(usable, sources.to_conversation, shuffle=False, num_epochs=1,
+                                drop_remainder=False, **common)
+  return train, test, keys
+
+
+def held_out_loss(test: grain.MapDataset, eval_step, mesh, rules, max_batches: int
+                  ) -> EvalHook:
+  """An evaluation hook: loss and accuracy on the test split (teacher forcing)."""
+  def hook(step: int, state) -> dict:
+    del step
+    n = len(test) if not max_batches else min(max_batches, len(test))
+    sums = [eval_step(state, to_global(test[i], mesh, rules)) for i in range(n)]
+    sums = jax.device_get(sums)
+    tokens = max(sum(s["tokens"] for s in sums), 1.0)
+    return {"eval/loss": sum(s["loss_sum"] for s in sums) / tokens,
+            "eval/accuracy": sum(s["correct"] for s in sums) / tokens}
+  return hook
+
+
+def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
+  """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  mesh = parallel.make_mesh(config.mesh.shape)
+  model = build_model(config, mesh)
+  model_config = model.config
+  processor = processor_lib.from_config(config, model_config)
+  train_ds, test_ds, keys = _datasets(config, workdir, processor, model_config)
+
+  total = config.sft.steps
+  tx = optim.optimizer(config.optim, total)
+  learning_rate = optim.schedule(config.optim, total)
+  graphdef, state = state_lib.create(model, tx, seed=config.seed,
+                                     freeze=tuple(config.sft.freeze))
+  del model
+  num_params = mllama.param_count(model_config)
+  shardings = state_lib.shardings(state, mesh, model_config.rules, tx)
+  state = jax.device_put(state, shardings)
+
+  iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
+  checkpoints = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
+      keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  state, start = checkpoints.restore_or(state, iterator)
+  if start:
+    logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
+                                    tensorboard=config.log.tensorboard)
+  tokens_seen = _last_value(writer.path, "train/tokens_seen", start)
+
+  train_step, eval_step = sft.jit_steps(graphdef, tx, config.sft.accum, shardings,
+                                        batch_shardings(mesh, model_config.rules, keys))
+  hooks = list(hooks or [])
+  if test_ds is not None and config.sft.eval_every:
+    hooks.insert(0, held_out_loss(test_ds, eval_step, mesh, model_config.rules,
+                                  config.sft.eval_batches))
+
+  throughput = metrics_lib.Throughput(num_params)
+  pending: list[dict] = []
+  bar = metrics_lib.progress(total, start, config.log.progress)
+  for step in range(start, total):
+    local = next(iterator)
+    state, step_metrics = train_step(state, to_global(local, mesh, model_config.rules))
+    pending.append(step_metrics)
+    done = step + 1
+    if done % config.log.every == 0 or done == total:
+      values = _mean(jax.device_get(pending))
+      pending = []
+      interval_tokens = values.pop("tokens_sum")
+      tokens_seen += interval_tokens
+      throughput.add(interval_tokens)
+      record = {f"train/{k}": v for k, v in values.items()}
+      record.update({f"train/{k}": v for k, v in throughput.rates().items()})
+      record.update({"train/lr": float(learning_rate(step)), "train/tokens_seen": tokens_seen,
+                     "train/flops": metrics_lib.training_flops(num_params, tokens_seen)})
+      writer.write(done, record)
+      bar.set_postfix(loss=f"{values['loss']:.4f}")
+    if hooks and config.sft.eval_every and (done % config.sft.eval_every == 0 or done == total):
+      evaluation = {}
+      for hook in hooks:
+        evaluation.update(hook(done, state))
+      writer.write(done, evaluation)
+      throughput.reset()
+    checkpoints.save(done, state, iterator, force=done == total)
+    bar.update(1)
+  bar.close()
+  checkpoints.wait()
+  checkpoints.close()
+  writer.close()
+  return state
+
+
+def _mean(records: list[dict]) -> dict:
+  out = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
+  out["tokens_sum"] = float(sum(r["tokens"] for r in records))
+  return out
+
+
+def _last_value(path: str, key: str, step: int) -> float:
+  """The latest `key` recorded at or before `step` (0 without one)."""
+  if not step or not os.path.exists(path):
+    return 0.0
+  values = [r[key] for r in metrics_lib.read_jsonl(path) if key in r and r["step"] <= step]
+  return float(values[-1]) if values else 0.0
