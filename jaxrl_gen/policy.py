@@ -1,0 +1,76 @@
+"""The model as a policy: conversations in, answers out, through one batched generation.
+
+    policy = ModelPolicy(model, processor, sampling=sampling.kwargs_from_config(config.sampling))
+    answers = policy(conversations, key)          # what `eval.evaluate` calls
+    generations = policy.generate(conversations, key)  # what the rollout records
+
+Each conversation is rendered with the chat template (`Processor.encode_prompt`, the
+reference's `apply_chat_template(..., add_generation_prompt=True)`), its images tiled by the
+image processor, the whole batch sampled by `sampling.generate`, and every output decoded
+with special tokens skipped (the text the environment grades).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+from flax import nnx
+
+from jaxrl_gen import sampling
+from jaxrl_gen.envs import core
+from jaxrl_gen.text import images as images_lib
+from jaxrl_gen.text.processor import Processor
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+  """One answer and what the learner needs of it (host NumPy)."""
+
+  prompt_ids: np.ndarray  # int32 [P]: the rendered conversation
+  image_arrays: dict | None  # pixel_values / aspect_ratio_ids / aspect_ratio_mask, batch dim 1
+  tokens: np.ndarray  # int32 [n]: the new tokens, EOS included when emitted
+  logprobs: np.ndarray  # fp32 [n]: at the sampling temperature
+  prompt_hidden: np.ndarray  # fp32 [hidden]: the last prompt token's final hidden state
+  finished: bool  # ended with an EOS id (False: the budget ran out)
+  text: str  # the decoded answer
+
+
+class ModelPolicy:
+  """A model (a `Model`, or its `nnx.split` pair) with its processor and sampling settings."""
+
+  def __init__(self, model: nnx.Module | tuple[nnx.GraphDef, nnx.State], processor: Processor,
+               *, sampling_kwargs: dict[str, Any], mesh=None):
+    self.model, self.processor, self.mesh = model, processor, mesh
+    self.sampling_kwargs = dict(sampling_kwargs)
+
+  def generate(self, conversations: Sequence[core.Conversation], key) -> list[Generation]:
+    """Answers every conversation with one `sampling.generate` call."""
+    encoded = [self.processor.encode_prompt(c) for c in conversations]
+    image_rows = [self.image_arrays(e.images) for e in encoded]
+    images = None
+    if any(row is not None for row in image_rows):
+      images = sampling.ImageInputs.from_rows(image_rows)
+    result = sampling.generate(
+        self.model, [e.ids for e in encoded], key=key, images=images,
+        eos_ids=self.processor.ids.stop, pad_id=self.processor.ids.pad, mesh=self.mesh,
+        **self.sampling_kwargs)
+    out = []
+    for i, (e, row) in enumerate(zip(encoded, image_rows)):
+      n = int(result.lengths[i])
+      tokens = result.tokens[i, :n].astype(np.int32)
+      out.append(Generation(e.ids, row, tokens, result.logprobs[i, :n].astype(np.float32),
+                            result.prompt_hidden[i].astype(np.float32),
+                            bool(result.finished[i]), self.processor.decode(tokens)))
+    return out
+
+  def __call__(self, conversations: Sequence[core.Conversation], key) -> list[str]:
+    return [g.text for g in self.generate(conversations, key)]
+
+  def image_arrays(self, row_images: Sequence[Any]) -> dict | None:
+    """The image processor's arrays for one prompt's images (None without images)."""
+    if not row_images:
+      return None
+    arrays, _ = images_lib.preprocess(self.processor.image_processor, [list(row_images)])
+    return arrays
