@@ -2,7 +2,8 @@
 
     --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
-      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data)
+      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data) |
+               rl (PPO with verifier feedback)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
 
 Examples:
@@ -73,42 +74,9 @@ Evaluation (`reference.md` §6; `jaxrl_gen.eval`), the reference's values as def
     eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
                           results do not depend on it.
 
-RL: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8; `jaxrl_gen.train.ppo`), the
-reference's launched values as defaults:
-    ppo.num_updates       20: PPO updates in the run (rollout + learn each).
-    ppo.num_steps         256: transitions (generations) per process per update.
-    ppo.gamma             0.9: discount per turn.
-    ppo.gae_lambda        0.95: GAE lambda.
-    ppo.bootstrap_truncated  False: an episode ends on terminated or truncated and nothing
-                          bootstraps across it; True: the reference (only `terminated` cuts
-                          bootstrapping, so a truncated episode bootstraps from the next one).
-    ppo.clip              0.1: the policy ratio clip.
-    ppo.value_clip        0.1: the value clip, 0.5 * max((V-R)^2, (V_old + clip(V-V_old) - R)^2).
-    ppo.value_coef        0.5: the value loss's weight in the total.
-    ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
-                          it); > 0 needs a scorer that returns token entropies.
-    ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
-    ppo.thought_coef      0.5: weight of the thought tokens in the sequence log-prob.
-    ppo.action_span       'field': the action tokens are the answer field (`"formula": ...`) found
-                          on the decoded text, every output token scored | 'legacy': the
-                          reference's token-pattern rule (`jaxrl_gen.train.action_span`).
-    ppo.ratio_rule        True: if any ratio in a microbatch exceeds 10, only the clipped
-                          surrogate is used (the reference); False: always the PPO minimum.
-    ppo.ppo_epochs        4: passes over the buffer per update.
-    ppo.minibatches       2: optimizer steps per pass (the buffer is shuffled and split).
-    ppo.grad_accum        128: microbatches (forward/backward passes) averaged per optimizer
-                          step; num_steps must divide into minibatches x grad_accum
-                          (256 / 2 / 128: one sample per pass, as the reference).
-    ppo.lr                1e-6: Adam's initial learning rate.
-    ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
-                          (num_updates x ppo_epochs x minibatches).
-    ppo.adam_eps          1e-7: Adam epsilon (no weight decay).
-    ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
-    ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
-                          prompt token's hidden state.
-    ppo.freeze            (): regexes (re.search) of parameter paths ('a.b.kernel') the
-                          optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
-                          vision tower.
+RL (mode rl; `jaxrl_gen.train.rl`): `config.ppo.*` is documented in
+`jaxrl_gen.config_lib.ppo_config`; GP-L and GP-VL use the reference's launched values (20
+updates, lr 1e-6).
 """
 
 import ml_collections
@@ -121,6 +89,7 @@ VARIANTS = ("l", "vl")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   choice = config_lib.parse_arg(arg, variants=VARIANTS, default_variant="l")
   vision = choice.variant == "vl"
+  toy = choice.preset in config_lib.TOY_PRESETS
 
   config = ml_collections.ConfigDict()
   config.task = "gp"
@@ -150,15 +119,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.verify_iter = 5
   config.eval.batch_size = 8
 
-  config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6)
+  config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config()
-  config.sampling = config_lib.sampling_config()
-  if choice.mode != "play":
-    toy = choice.preset in config_lib.TOY_PRESETS
-    config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
-                            extra_data={"formula": "random", "revisions": 4 if toy else 0})
+  config.sampling = config_lib.sampling_config(toy=toy)
+  config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
+                          extra_data={"formula": "random", "revisions": 4 if toy else 0})
 
   config.lock()
   return config

@@ -23,7 +23,7 @@ PRESETS = model_presets.NAMES
 MODEL_DTYPES = ("auto",) + model_config_lib.DTYPES
 # Modes a config can be built for, and the subset that this version implements.
 MODES = ("play", "sft", "rl", "grpo", "eval")
-IMPLEMENTED_MODES = ("play", "sft")
+IMPLEMENTED_MODES = ("play", "sft", "rl")
 # Presets trained from random init on a CPU (the embedded 2048-id tokenizer fits them).
 TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 
@@ -232,12 +232,64 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
            "config.sft.init to a checkpoint directory")
 
 
-def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
-  """The `config.ppo` section (multi-turn PPO, `reference.md` §4.6, `decisions.md` rows 5-8);
-  the task configs document each key and pass the per-task numbers."""
+def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collections.ConfigDict:
+  """The `config.ppo` section: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8;
+  `jaxrl_gen.train.ppo`, `jaxrl_gen.train.rl`), the reference's launched values as defaults.
+
+      ppo.init              '': the policy to start from: random init (config.seed) | an SFT
+                            workdir (its latest checkpoint) | a Hugging Face checkpoint
+                            directory | a `jaxrl-gen convert` orbax directory.
+      ppo.num_envs          1 (the reference: one env per process): episodes per process run
+                            in lock-step, one batched generation per turn; num_steps /
+                            num_envs turns per update.
+      ppo.eval_every        5: updates between evaluations (config.eval; 0: never; the last
+                            update always evaluates when > 0).
+      ppo.rescore_chunk     16: rows per forward of the rollout's re-scoring pass.
+      ppo.num_updates       PPO updates in the run (rollout + learn each): the task's value.
+      ppo.num_steps         256: transitions (generations) per process per update.
+      ppo.gamma             0.9: discount per turn.
+      ppo.gae_lambda        0.95: GAE lambda.
+      ppo.bootstrap_truncated  False: an episode ends on terminated or truncated and nothing
+                            bootstraps across it; True: the reference (only `terminated` cuts
+                            bootstrapping, so a truncated episode bootstraps from the next one).
+      ppo.clip              0.1: the policy ratio clip.
+      ppo.value_clip        0.1: the value clip, 0.5 * max((V-R)^2, (V_old + clip(V-V_old) - R)^2).
+      ppo.value_coef        0.5: the value loss's weight in the total.
+      ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
+                            it); > 0 needs a scorer that returns token entropies.
+      ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
+      ppo.thought_coef      0.5: weight of the thought tokens in the sequence log-prob.
+      ppo.action_span       'field': the action tokens are the answer field (`"formula": ...`) found
+                            on the decoded text, every output token scored | 'legacy': the
+                            reference's token-pattern rule (`jaxrl_gen.train.action_span`).
+      ppo.ratio_rule        True: if any ratio in a microbatch exceeds 10, only the clipped
+                            surrogate is used (the reference); False: always the PPO minimum.
+      ppo.ppo_epochs        4: passes over the buffer per update.
+      ppo.minibatches       2: optimizer steps per pass (the buffer is shuffled and split).
+      ppo.grad_accum        128: microbatches (forward/backward passes) averaged per optimizer
+                            step; num_steps must divide into minibatches x grad_accum
+                            (256 / 2 / 128: one sample per pass, as the reference).
+      ppo.lr                Adam's initial learning rate: the task's value.
+      ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
+                            (num_updates x ppo_epochs x minibatches).
+      ppo.adam_eps          1e-7: Adam epsilon (no weight decay).
+      ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
+      ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
+                            prompt token's hidden state.
+      ppo.freeze            (): regexes (re.search) of parameter paths ('a.b.kernel') the
+                            optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
+                            vision tower.
+
+  The toy presets (tiny, small; a CPU, from an SFT warm-up) change: lr 1e-4, num_steps 64,
+  num_envs 16, grad_accum 2 (micro-batches of 16), value_hidden (256, 128).
+  """
   config = ml_collections.ConfigDict()
+  config.init = ""
   config.num_updates = num_updates
-  config.num_steps = 256
+  config.num_steps = 64 if toy else 256
+  config.num_envs = 16 if toy else 1
+  config.eval_every = 5
+  config.rescore_chunk = 16
   config.gamma = 0.9
   config.gae_lambda = 0.95
   config.bootstrap_truncated = False
@@ -251,17 +303,34 @@ def ppo_config(*, num_updates: int, lr: float) -> ml_collections.ConfigDict:
   config.ratio_rule = True
   config.ppo_epochs = 4
   config.minibatches = 2
-  config.grad_accum = 128
-  config.lr = lr
+  config.grad_accum = 2 if toy else 128
+  config.lr = 1e-4 if toy else lr
   config.end_lr = 1e-9
   config.adam_eps = 1e-7
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)
-  config.value_hidden = (1024, 512)
+  config.value_hidden = (256, 128) if toy else (1024, 512)
   config.freeze = ()
   return config
 
 
-def sampling_config() -> ml_collections.ConfigDict:
+def validate_ppo(config: ml_collections.ConfigDict) -> None:
+  """The RL run's sizes: turns of whole batches, buffers that split into micro-batches."""
+  p = config.ppo
+  for key, low in (("num_updates", 1), ("num_steps", 1), ("num_envs", 1), ("eval_every", 0),
+                   ("rescore_chunk", 1), ("ppo_epochs", 1), ("minibatches", 1),
+                   ("grad_accum", 1)):
+    _check(isinstance(p[key], int) and p[key] >= low,
+           f"config.ppo.{key}={p[key]!r}: must be an integer >= {low}")
+  _check(p.num_steps % p.num_envs == 0,
+         f"config.ppo.num_steps={p.num_steps} is not a whole number of turns of "
+         f"config.ppo.num_envs={p.num_envs} episodes")
+  _check(p.num_steps % (p.minibatches * p.grad_accum) == 0,
+         f"config.ppo.num_steps={p.num_steps} does not split into ppo.minibatches="
+         f"{p.minibatches} x ppo.grad_accum={p.grad_accum} micro-batches")
+  _one_of(config, "ppo.action_span", ("field", "legacy"))
+
+
+def sampling_config(toy: bool = False) -> ml_collections.ConfigDict:
   """The `config.sampling` section: rollout generation (`jaxrl_gen.sampling.generate`).
 
       sampling.temperature     0.2, the reference's rollouts (`reference.md` 4.2); 0 = greedy.
@@ -270,7 +339,8 @@ def sampling_config() -> ml_collections.ConfigDict:
                                generation_config.json, probably the Llama-3 default 0.9
                                [inferred, not verified]: set 0.9 to follow that guess.
       sampling.top_k           0 (off).
-      sampling.max_new_tokens  512: the generation budget per turn.
+      sampling.max_new_tokens  512 (toy presets: 128, several times their answers' length): the
+                               generation budget per turn.
       sampling.prompt_buckets  prompt lengths are padded up to one of these (past the largest:
                                a multiple of it); each bucket is one compiled program.
       sampling.batch_buckets   row counts likewise (then up to a multiple of the batch shards).
@@ -284,7 +354,7 @@ def sampling_config() -> ml_collections.ConfigDict:
       "temperature": 0.2,
       "top_p": 1.0,
       "top_k": 0,
-      "max_new_tokens": 512,
+      "max_new_tokens": 128 if toy else 512,
       "prompt_buckets": sampling_inputs.PROMPT_BUCKETS,
       "batch_buckets": sampling_inputs.BATCH_BUCKETS,
       "cache_dtype": "auto",
@@ -381,7 +451,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     validate_train(config, jax.process_count(), jax.device_count())
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
-    _one_of(config, "ppo.action_span", ("field", "legacy"))
+    validate_ppo(config)
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields
   except (TypeError, ValueError) as e:

@@ -34,6 +34,11 @@ def training_flops(num_params: int, tokens: float) -> float:
   return 6.0 * num_params * tokens
 
 
+def inference_flops(num_params: int, tokens: float) -> float:
+  """The paper's compute count for forward passes over `tokens` tokens: 2 N D."""
+  return 2.0 * num_params * tokens
+
+
 def peak_flops(device: Any = None) -> float | None:
   """Peak FLOP/s of one device, None where unknown (CPUs)."""
   kind = (device or jax.devices()[0]).device_kind

@@ -45,8 +45,10 @@ class ModelPolicy:
     self.model, self.processor, self.mesh = model, processor, mesh
     self.sampling_kwargs = dict(sampling_kwargs)
 
-  def generate(self, conversations: Sequence[core.Conversation], key) -> list[Generation]:
-    """Answers every conversation with one `sampling.generate` call."""
+  def generate(self, conversations: Sequence[core.Conversation], key, **overrides
+               ) -> list[Generation]:
+    """Answers every conversation with one `sampling.generate` call (`overrides` replace
+    sampling settings, e.g. `max_new_tokens=1` for the prompts' hidden states only)."""
     encoded = [self.processor.encode_prompt(c) for c in conversations]
     image_rows = [self.image_arrays(e.images) for e in encoded]
     images = None
@@ -55,7 +57,7 @@ class ModelPolicy:
     result = sampling.generate(
         self.model, [e.ids for e in encoded], key=key, images=images,
         eos_ids=self.processor.ids.stop, pad_id=self.processor.ids.pad, mesh=self.mesh,
-        **self.sampling_kwargs)
+        **{**self.sampling_kwargs, **overrides})
     out = []
     for i, (e, row) in enumerate(zip(encoded, image_rows)):
       n = int(result.lengths[i])

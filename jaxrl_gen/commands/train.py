@@ -2,7 +2,8 @@
 
     jaxrl-gen train --config=configs/gp.py:l,sft,tiny --workdir=runs/gp_l_sft
 
-mode 'sft': supervised fine-tuning on expert data (`jaxrl_gen.train.loop.run_sft`). A run
+mode 'sft': supervised fine-tuning on expert data (`jaxrl_gen.train.loop.run_sft`);
+mode 'rl': multi-turn PPO against the environment (`jaxrl_gen.train.rl.run_rl`). A run
 resumes from the latest checkpoint in `--workdir` automatically; rerunning a finished run
 does nothing more. Each mode is one entry of `TRAINERS`.
 """
@@ -14,7 +15,7 @@ import os
 
 from absl import flags, logging
 
-TRAINERS = {"sft": ("jaxrl_gen.train.loop", "run_sft")}
+TRAINERS = {"sft": ("jaxrl_gen.train.loop", "run_sft"), "rl": ("jaxrl_gen.train.rl", "run_rl")}
 
 
 def default_workdir(config) -> str:

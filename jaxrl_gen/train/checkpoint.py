@@ -1,5 +1,6 @@
 """Orbax checkpoints of a run: the train state (parameters, optimizer state, step, RNG) and
-the data iterator's position, saved together under `<workdir>/checkpoints/<step>`.
+the data iterator's position (per process), saved together under
+`<workdir>/checkpoints/<step>`.
 
 `Checkpointer.restore_or(state, iterator)` resumes from the latest complete checkpoint, or
 returns the state unchanged when there is none; the restored arrays get the shardings of the
@@ -23,10 +24,13 @@ STATE, DATA = "state", "data"
 
 
 class _IteratorSnapshot:
-  """The iterator state at save time, in the form grain's orbax handler writes."""
+  """The iterator state at save time, in the form grain's orbax handler writes (a grain
+  iterator's JSON state, or the bytes of any object with `get_state` / `set_state`, such as
+  the RL episodes in flight)."""
 
-  def __init__(self, iterator: grain.DatasetIterator):
-    self._state = json.dumps(iterator.get_state(), indent=2).encode()
+  def __init__(self, iterator: Any):
+    state = iterator.get_state()
+    self._state = state if isinstance(state, bytes) else json.dumps(state, indent=2).encode()
 
   def get_state(self) -> bytes:
     return self._state

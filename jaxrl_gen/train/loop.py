@@ -133,7 +133,7 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
     logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
   writer = metrics_lib.MetricWriter(workdir, resume_step=start,
                                     tensorboard=config.log.tensorboard)
-  tokens_seen = _last_value(writer.path, "train/tokens_seen", start)
+  tokens_seen = last_value(writer.path, "train/tokens_seen", start)
 
   train_step, eval_step = sft.jit_steps(graphdef, tx, config.sft.accum, shardings,
                                         batch_shardings(mesh, model_config.rules, keys))
@@ -183,7 +183,7 @@ def _mean(records: list[dict]) -> dict:
   return out
 
 
-def _last_value(path: str, key: str, step: int) -> float:
+def last_value(path: str, key: str, step: int) -> float:
   """The latest `key` recorded at or before `step` (0 without one)."""
   if not step or not os.path.exists(path):
     return 0.0

@@ -1,0 +1,251 @@
+"""The RL host loop: rollout -> re-score -> returns -> `ppo_update` -> log -> evaluate ->
+checkpoint, `config.ppo.num_updates` times.
+
+    run_rl(config, workdir)      # jaxrl-gen train --config=configs/gp.py:l,rl,... --workdir=...
+
+One update: `ppo.num_steps // ppo.num_envs` batched turns of the process's `ppo.num_envs`
+lock-step episodes (`rollout.collect`), the buffer's no-grad re-scoring (old log-probs and
+values, `learner.rescore`), GAE over each slot's turns with the value of the state after the
+last turn as bootstrap, then the jitted update. Episodes cross update boundaries, as the
+reference's do; the episodes in flight are checkpointed with the train state (per process),
+so a killed run resumes exactly: the same episodes, keys and parameters.
+
+Compute is counted as the paper does (`reference.md` §6): `train/flops` = 6 N D_RL + 2 N
+D_buffer, D_RL the tokens of the PPO passes with gradients (sequence tokens x epochs), and
+D_buffer the tokens the rollout runs forward (prompts and outputs) plus the re-scoring's.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import pickle
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, sampling
+from jaxrl_gen.envs import batch as batch_lib
+from jaxrl_gen.models import mllama
+from jaxrl_gen.policy import ModelPolicy
+from jaxrl_gen.text import processor as processor_lib
+from jaxrl_gen.train import checkpoint as checkpoint_lib
+from jaxrl_gen.train import learner, loop as sft_loop, ppo, rollout
+from jaxrl_gen.train import state as state_lib
+
+# Buffer keys that are [T, B] (returns), not rows.
+TIME_MAJOR = ("rewards", "terminated", "truncated")
+ROW_AXES = dict(learner.SEQUENCE_AXES, thought_mask=("batch", None), action_mask=("batch", None),
+                ref_token_logp=("batch", None))
+
+
+class EpisodeSnapshot:
+  """The lock-step episodes in flight, in the form the checkpoint's per-process data item
+  takes (`get_state` bytes at save, `set_state` at restore). The pickle is this run's own
+  file in its own workdir."""
+
+  def __init__(self, runner: batch_lib.LockstepEpisodes):
+    self.runner = runner
+
+  def get_state(self) -> bytes:
+    return base64.b64encode(pickle.dumps((self.runner.next_episode, self.runner.slots)))
+
+  def set_state(self, state: bytes):
+    # Our own checkpoint in the run's workdir, not foreign data.
+    self.runner.next_episode, self.runner.slots = pickle.loads(base64.b64decode(state))
+
+  def start_prefetch(self):  # what the checkpoint handler calls after a restore
+    pass
+
+
+def _value(graphdef: nnx.GraphDef, params, frozen, rest, hidden):
+  net = nnx.merge(graphdef, params, frozen, rest)
+  return net.value(hidden)
+
+
+_value_jit = jax.jit(_value, static_argnums=0)
+
+
+@dataclasses.dataclass
+class Trainer:
+  """What stays fixed over a run; `update(state, ...)` does one PPO update."""
+
+  config: object
+  graphdef: nnx.GraphDef
+  processor: processor_lib.Processor
+  cfg: ppo.PPOConfig
+  mesh: jax.sharding.Mesh
+  rules: object
+  num_params: int
+  ref_params: object = None  # the initial parameters, for the KL term
+
+  @property
+  def temperature(self) -> float:
+    return float(self.config.sampling.temperature)
+
+  def policy(self, state: state_lib.TrainState) -> ModelPolicy:
+    net = nnx.merge(self.graphdef, state.params, state.frozen, state.rest)
+    return ModelPolicy(net.model, self.processor, mesh=self.mesh,
+                       sampling_kwargs=sampling.kwargs_from_config(self.config.sampling))
+
+  def buffer(self, state, policy: ModelPolicy, runner, key, timings) -> tuple[dict, dict]:
+    """One rollout as the update's buffer (host arrays), and its metrics."""
+    config, cfg = self.config, self.cfg
+    turns = config.ppo.num_steps // config.ppo.num_envs
+    steps = rollout.collect(policy, runner, turns, key, timings)
+    with timings.phase("rescore"):
+      buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
+                                 task=config.task,
+                                 prompt_buckets=tuple(config.sampling.prompt_buckets))
+      buffer = _agree_on_shapes(buffer, self.processor.ids.pad)
+      common = dict(temperature=self.temperature, thought_coef=cfg.thought_coef,
+                    chunk=config.ppo.rescore_chunk)
+      scored = learner.rescore_in_chunks(self.graphdef, state, buffer, **common)
+      if cfg.kl_coef:
+        buffer["ref_token_logp"] = learner.rescore_in_chunks(
+            self.graphdef, state, buffer, params=self.ref_params, **common)["token_logp"]
+      bootstrap = policy.generate(runner.conversations(), jax.random.fold_in(key, turns),
+                                  max_new_tokens=1)
+      next_value = _value_jit(self.graphdef, state.params, state.frozen, state.rest,
+                              jnp.asarray(np.stack([g.prompt_hidden for g in bootstrap])))
+      shape = buffer["rewards"].shape
+      advantages, returns = ppo.compute_advantages(
+          buffer["rewards"], scored["old_value"].reshape(shape), buffer["terminated"],
+          buffer["truncated"], next_value, cfg)
+    buffer.update(old_logp=scored["old_logp"], old_value=scored["old_value"],
+                  advantages=np.asarray(advantages).reshape(-1),
+                  returns=np.asarray(returns).reshape(-1))
+    success = eval_lib.GP_SUCCESS_REWARD if config.task == "gp" else None
+    stats = rollout.episode_stats(steps, success)
+    stats["rollout/tokens"] = float(sum(len(t.payload.prompt_ids) + len(t.payload.tokens)
+                                        for step in steps for t in step))
+    return buffer, stats
+
+  def to_device(self, buffer: dict) -> dict:
+    """The rows of every process as one global batch (rows over the data shards)."""
+    rows = {k: v for k, v in buffer.items() if k not in TIME_MAJOR}
+    axes = {k: ROW_AXES.get(k, ("batch",) + (None,) * (np.ndim(v) - 1)) for k, v in rows.items()}
+    return parallel.global_batch(rows, self.mesh, self.rules, axes)
+
+
+def _agree_on_shapes(buffer: dict, pad_id: int) -> dict:
+  """Pads every process's sequences to the longest prompt and output over all processes, so
+  the rows form one global array (a no-op in a single process)."""
+  if jax.process_count() == 1:
+    return buffer
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+
+  total, out = buffer["input_ids"].shape[1], buffer["output_ids"].shape[1]
+  sizes = multihost_utils.process_allgather(np.array([total - out, out]))
+  prompt, output = (int(x) for x in np.max(sizes.reshape(-1, 2), axis=0))
+  left, right = prompt - (total - out), output - out
+  if not left and not right:
+    return buffer
+  padded = dict(buffer)
+  for key in ("input_ids", "attention_mask", "cross_attention_mask"):
+    if key in buffer:
+      width = [(0, 0), (left, right)] + [(0, 0)] * (buffer[key].ndim - 2)
+      fill = pad_id if key == "input_ids" else 0
+      padded[key] = np.pad(buffer[key], width, constant_values=fill)
+      if key == "cross_attention_mask" and right:  # outputs see what the last prompt token saw
+        padded[key][:, -right:] = padded[key][:, -right - 1:-right]
+  for key in ("output_ids", "thought_mask", "action_mask"):
+    width = [(0, 0), (0, right)]
+    padded[key] = np.pad(buffer[key], width, constant_values=pad_id if key == "output_ids" else 0)
+  return padded
+
+
+def initial_model(config, mesh) -> mllama.Model:
+  """The policy to start from: `config.ppo.init` ('' = random init with config.seed, else a
+  Hugging Face or `jaxrl-gen convert` orbax directory)."""
+  resolved = config.copy_and_resolve_references()
+  with resolved.unlocked():
+    resolved.sft.init = config.ppo.init
+  return sft_loop.build_model(resolved, mesh)
+
+
+def run_rl(config, workdir: str) -> state_lib.TrainState:
+  """Trains (or resumes) the PPO run of `config` in `workdir`; returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  mesh = parallel.make_mesh(config.mesh.shape)
+  model = initial_model(config, mesh)
+  model_config = model.config
+  processor = processor_lib.from_config(config, model_config)
+  cfg = ppo.PPOConfig.from_config(config.ppo)
+  # Frozen parameters are split out of the trained ones (no gradient, no optimizer state).
+  tx = ppo.make_optimizer(dataclasses.replace(cfg, freeze=()))
+  net = learner.actor_critic(model, tuple(config.ppo.value_hidden), seed=config.seed)
+  graphdef, state = state_lib.create(net, tx, seed=config.seed, freeze=cfg.freeze)
+  del model, net
+  shardings = state_lib.shardings(state, mesh, model_config.rules, tx)
+  state = jax.device_put(state, shardings)
+  run = Trainer(config, graphdef, processor, cfg, mesh, model_config.rules,
+                mllama.param_count(model_config),
+                ref_params=jax.tree.map(jnp.copy, state.params) if cfg.kl_coef else None)
+
+  env = envs.get(config.task)
+  runner = batch_lib.LockstepEpisodes(
+      env, envs.params_from_config(config), config.ppo.num_envs,
+      batch_lib.EpisodeStream(config.seed, stream=jax.process_index()))
+  episodes = EpisodeSnapshot(runner)
+  checkpoints = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
+      keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  state, start = checkpoints.restore_or(state, episodes)
+  if start:
+    logging.warning("resumed from the checkpoint of update %d in %s", start, workdir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
+                                    tensorboard=config.log.tensorboard)
+  totals = {k: sft_loop.last_value(writer.path, k, start)
+            for k in ("train/tokens_trained", "train/tokens_buffer", "train/flops")}
+  update = learner.jit_update(graphdef, tx, cfg, run.temperature)
+  run_key = jax.random.wrap_key_data(jax.device_get(state.rng))  # the state is donated
+
+  total = config.ppo.num_updates
+  bar = metrics_lib.progress(total, start, config.log.progress)
+  for step in range(start, total):
+    started, timings = time.perf_counter(), rollout.Timings()
+    key = jax.random.fold_in(run_key, step)
+    policy = run.policy(state)
+    buffer, record = run.buffer(state, policy, episodes.runner, jax.random.fold_in(key, 0),
+                                timings)
+    trained = float(buffer["attention_mask"].sum()) * cfg.ppo_epochs
+    scored = float(buffer["attention_mask"].sum()) * (2 if cfg.kl_coef else 1)
+    with timings.phase("update"):
+      state, update_metrics = update(state, run.to_device(buffer), jax.random.fold_in(key, 1))
+      update_metrics = jax.device_get(update_metrics)
+    totals["train/tokens_trained"] += trained
+    totals["train/tokens_buffer"] += record.pop("rollout/tokens") + scored
+    totals["train/flops"] = (
+        metrics_lib.training_flops(run.num_params, totals["train/tokens_trained"])
+        + metrics_lib.inference_flops(run.num_params, totals["train/tokens_buffer"]))
+    record.update({f"ppo/{k}": float(v) for k, v in update_metrics.items()})
+    record.update(totals)
+    record["train/lr"] = float(ppo.learning_rate(cfg)(int(state.step) - 1))
+    done = step + 1
+    every = config.ppo.eval_every
+    if every and (done % every == 0 or done == total):
+      with timings.phase("eval"):
+        results = eval_lib.evaluate(run.policy(state), config,
+                                    log_dir=os.path.join(workdir, "eval", str(done)),
+                                    key=jax.random.fold_in(key, 2))
+      record.update(eval_lib.flat_metrics(results))
+    record.update({f"time/{k}": v for k, v in timings.items()})
+    record["time/total"] = time.perf_counter() - started
+    writer.write(done, record)
+    bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
+    checkpoints.save(done, state, episodes, force=done == total)
+    bar.update(1)
+  bar.close()
+  checkpoints.wait()
+  checkpoints.close()
+  writer.close()
+  return state

@@ -1,0 +1,169 @@
+"""Rollouts (`reference.md` §4.2, §4.4): the model plays B lock-step episodes, and what it
+did becomes the PPO buffer.
+
+    steps = collect(policy, runner, turns, key, timings)   # [turn][slot] Transitions
+    buffer = to_buffer(steps, processor, span_rule)         # host arrays, N = turns x B rows
+
+Every turn is one batched `ModelPolicy.generate` over the B slots' conversations, decoded and
+graded by each slot's env (`envs.batch.LockstepEpisodes`; ended episodes reset at once, so
+every turn stays B wide). A transition is one generation: the rendered prompt (+ image),
+the output tokens, their action / thought masks, the reward and the episode flags.
+
+Buffer rows are time-major (row t * B + b is slot b's turn t) and hold one sequence per
+transition, [prompt left-padded to P; output right-padded to L], which the learner scores
+teacher-forced: output token j sits at position P + j and is predicted at P + j - 1, and the
+value reads the hidden state at P - 1 (the last prompt token). Images keep their processed
+arrays; the cross-attention mask of the output tokens repeats the prompt's last row, as
+transformers' generate extends it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxrl_gen.envs import batch as batch_lib
+from jaxrl_gen.policy import Generation, ModelPolicy
+from jaxrl_gen.sampling import inputs as sampling_inputs
+from jaxrl_gen.text.processor import Processor
+from jaxrl_gen.train import action_span
+
+IMAGE_KEYS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
+
+
+class Timings(collections.defaultdict):
+  """Seconds spent per phase ('decode', 'env', 'rescore', 'update', ...)."""
+
+  def __init__(self):
+    super().__init__(float)
+
+  @contextlib.contextmanager
+  def phase(self, name: str):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self[name] += time.perf_counter() - start
+
+
+def collect(policy: ModelPolicy, runner: batch_lib.LockstepEpisodes, turns: int, key,
+            timings: Timings | None = None) -> list[list[batch_lib.Transition]]:
+  """`turns` batched turns of every slot; each transition's payload is its `Generation`."""
+  timings = Timings() if timings is None else timings
+  steps = []
+  for turn in range(turns):
+    if len(runner.active) != len(runner.slots):
+      raise ValueError("rollouts need an endless episode stream (every slot active)")
+    with timings.phase("decode"):
+      generations = policy.generate(runner.conversations(), jax.random.fold_in(key, turn))
+    with timings.phase("env"):
+      steps.append(runner.step([g.text for g in generations], generations))
+  return steps
+
+
+# --- Action spans ---------------------------------------------------------------------------
+
+
+def token_offsets(processor: Processor, tokens: Sequence[int], text: str) -> list[int]:
+  """Character offset in the decoded `text` where each output token starts (special tokens,
+  skipped by decoding, are zero-width)."""
+  tokens = [int(t) for t in tokens]
+  pieces = processor.tokenizer.batch_decode([[t] for t in tokens], skip_special_tokens=True)
+  if "".join(pieces) == text:
+    return action_span.token_starts(pieces)
+  # Multi-byte characters split across tokens: prefix decodes are exact (and rare here).
+  starts, last = [], 0
+  for i in range(len(tokens)):
+    last = min(max(last, len(processor.decode(tokens[:i]))), len(text))
+    starts.append(last)
+  return starts
+
+
+def span(processor: Processor, generation: Generation, rule: str, task: str,
+         legacy_pattern: Sequence[int]) -> action_span.Span:
+  """The action / thought masks of one output under `ppo.action_span`."""
+  if rule == "legacy":
+    return action_span.legacy_masks(generation.tokens, legacy_pattern)
+  starts = token_offsets(processor, generation.tokens, generation.text)
+  return action_span.field_masks(generation.text, starts, action_span.ACTION_FIELDS[task])
+
+
+def legacy_pattern(processor: Processor) -> list[int]:
+  """The ids of ` "formula":` in this tokenizer (the reference's split pattern)."""
+  return processor.tokenizer(' "formula":', add_special_tokens=False)["input_ids"]
+
+
+# --- The buffer -----------------------------------------------------------------------------
+
+
+def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: int | None,
+              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS) -> dict:
+  """[prompt; output] rows of a batch of generations: `input_ids`, `attention_mask`, the
+  output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays."""
+  n = len(generations)
+  prompt_len = sampling_inputs.bucket(max(len(g.prompt_ids) for g in generations),
+                                      prompt_buckets)
+  output_len = sampling_inputs.token_bucket(max(max(len(g.tokens) for g in generations), 1))
+  ids = np.full((n, prompt_len + output_len), pad_id, np.int32)
+  mask = np.zeros_like(ids)
+  for i, g in enumerate(generations):
+    p, k = len(g.prompt_ids), len(g.tokens)
+    ids[i, prompt_len - p:prompt_len] = g.prompt_ids
+    ids[i, prompt_len:prompt_len + k] = g.tokens
+    mask[i, prompt_len - p:prompt_len + k] = 1
+  out = {"input_ids": ids, "attention_mask": mask, "output_ids": ids[:, prompt_len:].copy()}
+  rows = [g.image_arrays for g in generations]
+  if any(r is not None for r in rows):
+    images = sampling_inputs.ImageInputs.from_rows(rows)
+    arrays = images.padded([g.prompt_ids for g in generations], prompt_len, n, image_token_id)
+    cross = np.zeros(ids.shape + arrays["cross_attention_mask"].shape[2:], np.int32)
+    cross[:, :prompt_len] = arrays.pop("cross_attention_mask")
+    cross[:, prompt_len:] = cross[:, prompt_len - 1:prompt_len]  # outputs see what the prompt's
+    out.update(arrays, cross_attention_mask=cross)               # last token saw
+  return out
+
+
+def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
+              rule: str, task: str,
+              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS) -> dict:
+  """The host arrays of a rollout: model inputs and masks [N, ...] (time-major rows), and
+  `rewards`, `terminated`, `truncated` [T, B] for the returns."""
+  flat = [t for step in steps for t in step]
+  generations = [t.payload for t in flat]
+  buffer = sequences(generations, processor.ids.pad, processor.ids.image, prompt_buckets)
+  pattern = legacy_pattern(processor) if rule == "legacy" else ()
+  spans = [span(processor, g, rule, task, pattern) for g in generations]
+  buffer.update(action_span.stack(spans, buffer["output_ids"].shape[1]))
+  buffer["valid"] = np.ones(len(flat), bool)
+  shape = (len(steps), len(steps[0]))
+  buffer["rewards"] = np.array([t.reward for t in flat], np.float32).reshape(shape)
+  buffer["terminated"] = np.array([t.terminated for t in flat], bool).reshape(shape)
+  buffer["truncated"] = np.array([t.truncated for t in flat], bool).reshape(shape)
+  return buffer
+
+
+def episode_stats(steps: Sequence[Sequence[batch_lib.Transition]], success_reward: float | None
+                  ) -> dict[str, float]:
+  """Rollout metrics: mean reward per generation, and over the episodes that ended in the
+  buffer, their number, mean length, mean return and (GP) success rate."""
+  flat = [t for step in steps for t in step]
+  out = {"rollout/reward": float(np.mean([t.reward for t in flat])),
+         "rollout/finished_outputs": float(np.mean([t.payload.finished for t in flat])),
+         "rollout/output_tokens": float(np.mean([len(t.payload.tokens) for t in flat]))}
+  episodes = collections.defaultdict(list)
+  for t in flat:
+    episodes[t.slot, t.episode].append(t)
+  ended = [e for e in episodes.values() if e[-1].done and e[0].attempt == 0]
+  out["rollout/episodes"] = float(len(ended))
+  if ended:
+    out["rollout/episode_length"] = float(np.mean([len(e) for e in ended]))
+    out["rollout/episode_return"] = float(np.mean([sum(t.reward for t in e) for e in ended]))
+    if success_reward is not None:
+      out["rollout/success"] = float(np.mean(
+          [any(t.reward == success_reward for t in e) for e in ended]))
+  return out
