@@ -313,6 +313,21 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   return config
 
 
+def experiment_config(*, init_steps: int, rl_updates: int) -> ml_collections.ConfigDict:
+  """The `config.experiment` section (`jaxrl-gen experiment`, `jaxrl_gen.experiment`).
+
+      experiment.init_steps   SFT warm-up steps (the task's SFT length; toy presets: 1200 on
+                              the single-turn expert data, what a tiny model needs from random
+                              init to solve some hands).
+      experiment.rl_updates   PPO updates of the RL branch (ppo.num_updates of that run); the
+                              SFT branch gets as many steps as the RL branch's FLOPs buy.
+      experiment.evals        4: evaluations along each branch (config.eval), besides the
+                              warm-up's.
+  """
+  return ml_collections.ConfigDict({"init_steps": init_steps, "rl_updates": rl_updates,
+                                    "evals": 4})
+
+
 def validate_ppo(config: ml_collections.ConfigDict) -> None:
   """The RL run's sizes: turns of whole batches, buffers that split into micro-batches."""
   p = config.ppo

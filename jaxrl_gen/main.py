@@ -22,7 +22,10 @@ from jaxrl_gen import config_lib
 COMMANDS = {
     "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
     "convert": ("jaxrl_gen.commands.convert", "HF safetensors <-> orbax model checkpoints"),
-    "train": ("jaxrl_gen.commands.train", "train a model (mode sft), resuming from --workdir"),
+    "train": ("jaxrl_gen.commands.train",
+              "train a model (mode sft or rl), resuming from --workdir"),
+    "experiment": ("jaxrl_gen.commands.experiment",
+                   "SFT warm-up, then SFT and RL branches at equal FLOPs, ID/OOD curves"),
 }
 
 FLAGS = flags.FLAGS

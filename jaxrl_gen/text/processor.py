@@ -101,7 +101,11 @@ def from_config(config, model_config) -> Processor:
       max_tiles=vision.max_num_tiles if vision else 4, date_string=config.text.date_string,
       eot_newline=config.data.eot_newline)
   text = model_config.text
-  if len(processor.tokenizer) > text.num_embeddings:
+  # A text-only model never sees `<|image|>` (the processor rejects images), so that id, the
+  # embedded tokenizer's last, need not fit its embedding table.
+  used = len(processor.tokenizer) - (vision is None and processor.ids.image is not None
+                                     and processor.ids.image == len(processor.tokenizer) - 1)
+  if used > text.num_embeddings:
     raise ValueError(f"the tokenizer has {len(processor.tokenizer)} ids but the model embeds "
                      f"{text.num_embeddings}: set config.text.tokenizer to the model's own")
   if vision is not None:

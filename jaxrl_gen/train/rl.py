@@ -44,20 +44,23 @@ ROW_AXES = dict(learner.SEQUENCE_AXES, thought_mask=("batch", None), action_mask
                 ref_token_logp=("batch", None))
 
 
-class EpisodeSnapshot:
-  """The lock-step episodes in flight, in the form the checkpoint's per-process data item
-  takes (`get_state` bytes at save, `set_state` at restore). The pickle is this run's own
-  file in its own workdir."""
+class RolloutState:
+  """What a rollout carries from one update to the next: the lock-step episodes in flight and
+  the largest buffer (prompt, output) lengths so far. Checkpointed as the per-process data
+  item (`get_state` bytes at save, `set_state` at restore); the pickle is this run's own file
+  in its own workdir."""
 
   def __init__(self, runner: batch_lib.LockstepEpisodes):
     self.runner = runner
+    self.shape = (0, 0)
 
   def get_state(self) -> bytes:
-    return base64.b64encode(pickle.dumps((self.runner.next_episode, self.runner.slots)))
+    state = (self.runner.next_episode, self.runner.slots, self.shape)
+    return base64.b64encode(pickle.dumps(state))
 
   def set_state(self, state: bytes):
-    # Our own checkpoint in the run's workdir, not foreign data.
-    self.runner.next_episode, self.runner.slots = pickle.loads(base64.b64decode(state))
+    self.runner.next_episode, self.runner.slots, self.shape = pickle.loads(
+        base64.b64decode(state))
 
   def start_prefetch(self):  # what the checkpoint handler calls after a restore
     pass
@@ -93,16 +96,20 @@ class Trainer:
     return ModelPolicy(net.model, self.processor, mesh=self.mesh,
                        sampling_kwargs=sampling.kwargs_from_config(self.config.sampling))
 
-  def buffer(self, state, policy: ModelPolicy, runner, key, timings) -> tuple[dict, dict]:
+  def buffer(self, state, policy: ModelPolicy, carried: RolloutState, key, timings
+             ) -> tuple[dict, dict]:
     """One rollout as the update's buffer (host arrays), and its metrics."""
-    config, cfg = self.config, self.cfg
+    config, cfg, runner = self.config, self.cfg, carried.runner
     turns = config.ppo.num_steps // config.ppo.num_envs
     steps = rollout.collect(policy, runner, turns, key, timings)
     with timings.phase("rescore"):
       buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
                                  task=config.task,
-                                 prompt_buckets=tuple(config.sampling.prompt_buckets))
+                                 prompt_buckets=tuple(config.sampling.prompt_buckets),
+                                 min_shape=carried.shape)
       buffer = _agree_on_shapes(buffer, self.processor.ids.pad)
+      output = buffer["output_ids"].shape[1]
+      carried.shape = (buffer["input_ids"].shape[1] - output, output)
       common = dict(temperature=self.temperature, thought_coef=cfg.thought_coef,
                     chunk=config.ppo.rescore_chunk)
       scored = learner.rescore_in_chunks(self.graphdef, state, buffer, **common)
@@ -195,11 +202,11 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
   runner = batch_lib.LockstepEpisodes(
       env, envs.params_from_config(config), config.ppo.num_envs,
       batch_lib.EpisodeStream(config.seed, stream=jax.process_index()))
-  episodes = EpisodeSnapshot(runner)
+  carried = RolloutState(runner)
   checkpoints = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
       keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
-  state, start = checkpoints.restore_or(state, episodes)
+  state, start = checkpoints.restore_or(state, carried)
   if start:
     logging.warning("resumed from the checkpoint of update %d in %s", start, workdir)
   writer = metrics_lib.MetricWriter(workdir, resume_step=start,
@@ -215,8 +222,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     started, timings = time.perf_counter(), rollout.Timings()
     key = jax.random.fold_in(run_key, step)
     policy = run.policy(state)
-    buffer, record = run.buffer(state, policy, episodes.runner, jax.random.fold_in(key, 0),
-                                timings)
+    buffer, record = run.buffer(state, policy, carried, jax.random.fold_in(key, 0), timings)
     trained = float(buffer["attention_mask"].sum()) * cfg.ppo_epochs
     scored = float(buffer["attention_mask"].sum()) * (2 if cfg.kl_coef else 1)
     with timings.phase("update"):
@@ -242,7 +248,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     record["time/total"] = time.perf_counter() - started
     writer.write(done, record)
     bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
-    checkpoints.save(done, state, episodes, force=done == total)
+    checkpoints.save(done, state, carried, force=done == total)
     bar.update(1)
   bar.close()
   checkpoints.wait()

@@ -102,13 +102,16 @@ def legacy_pattern(processor: Processor) -> list[int]:
 
 
 def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: int | None,
-              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS) -> dict:
+              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS,
+              min_shape: tuple[int, int] = (0, 0)) -> dict:
   """[prompt; output] rows of a batch of generations: `input_ids`, `attention_mask`, the
-  output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays."""
+  output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays.
+  P and L are buckets (the prompt buckets; powers of two) and at least `min_shape`."""
   n = len(generations)
-  prompt_len = sampling_inputs.bucket(max(len(g.prompt_ids) for g in generations),
-                                      prompt_buckets)
-  output_len = sampling_inputs.token_bucket(max(max(len(g.tokens) for g in generations), 1))
+  prompt_len = max(min_shape[0], sampling_inputs.bucket(
+      max(len(g.prompt_ids) for g in generations), prompt_buckets))
+  output_len = max(min_shape[1], sampling_inputs.token_bucket(
+      max(max(len(g.tokens) for g in generations), 1)))
   ids = np.full((n, prompt_len + output_len), pad_id, np.int32)
   mask = np.zeros_like(ids)
   for i, g in enumerate(generations):
@@ -130,12 +133,15 @@ def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: in
 
 def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
               rule: str, task: str,
-              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS) -> dict:
+              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS,
+              min_shape: tuple[int, int] = (0, 0)) -> dict:
   """The host arrays of a rollout: model inputs and masks [N, ...] (time-major rows), and
-  `rewards`, `terminated`, `truncated` [T, B] for the returns."""
+  `rewards`, `terminated`, `truncated` [T, B] for the returns. A run passes the largest
+  (P, L) it has used as `min_shape`, so its update compiles once per bucket reached."""
   flat = [t for step in steps for t in step]
   generations = [t.payload for t in flat]
-  buffer = sequences(generations, processor.ids.pad, processor.ids.image, prompt_buckets)
+  buffer = sequences(generations, processor.ids.pad, processor.ids.image, prompt_buckets,
+                     min_shape)
   pattern = legacy_pattern(processor) if rule == "legacy" else ()
   spans = [span(processor, g, rule, task, pattern) for g in generations]
   buffer.update(action_span.stack(spans, buffer["output_ids"].shape[1]))

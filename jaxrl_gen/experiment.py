@@ -1,0 +1,133 @@
+"""The paper's experiment (`reference.md` §1, §6): one SFT warm-up, then two branches from it
+at equal training compute, more SFT and PPO, evaluated on the ID and OOD benchmarks along
+the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
+
+    run_experiment(config, workdir)     # jaxrl-gen experiment --config=configs/gp.py:l,tiny
+
+<workdir>/init  the SFT warm-up (config.experiment.init_steps steps), evaluated once
+<workdir>/rl    PPO from the warm-up (config.ppo, experiment.rl_updates updates)
+<workdir>/sft   SFT from the warm-up, as many steps as the RL branch's FLOPs buy
+<workdir>/curves.jsonl, <workdir>/generalization.png, <workdir>/summary.json
+
+Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
+continues where it stopped. FLOPs are counted as the paper does: the branches' x axis is the
+warm-up's 6 N D_init plus the branch's own (SFT: 6 N D; RL: 6 N D_RL + 2 N D_buffer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jax
+import ml_collections
+from absl import logging
+
+from jaxrl_gen import eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
+from jaxrl_gen.models import mllama, presets
+from jaxrl_gen.policy import ModelPolicy
+from jaxrl_gen.text import processor as processor_lib
+from jaxrl_gen.train import loop as sft_loop, restore, rl
+
+
+def branch_config(config, mode: str, **changes) -> ml_collections.ConfigDict:
+  """`config` for one phase: its mode and the `section.key` values in `changes`."""
+  out = config.copy_and_resolve_references()
+  with out.unlocked():
+    out.mode = mode
+    for dotted, value in changes.items():
+      section, key = dotted.split(".")
+      out[section][key] = value
+  return out
+
+
+def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
+  """{'eval/...': value} of the model in `source` (cached in `log_dir/results.json`)."""
+  cache = os.path.join(log_dir, "results.json")
+  if os.path.exists(cache):
+    with open(cache) as f:
+      return json.load(f)
+  mesh = parallel.make_mesh(config.mesh.shape)
+  model = restore.load_model(config, source, mesh)
+  processor = processor_lib.from_config(config, model.config,
+                                        restore.tokenizer_source(config, source))
+  policy = ModelPolicy(model, processor, mesh=mesh,
+                       sampling_kwargs=sampling.kwargs_from_config(config.sampling))
+  results = eval_lib.flat_metrics(eval_lib.evaluate(policy, config, log_dir=log_dir,
+                                                    key=jax.random.key(config.eval.seed)))
+  if jax.process_index() == 0:
+    os.makedirs(log_dir, exist_ok=True)
+    with open(cache, "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def _records(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  return metrics_lib.read_jsonl(path) if os.path.exists(path) else []
+
+
+def _last(records: list[dict], key: str) -> float:
+  values = [r[key] for r in records if key in r]
+  return float(values[-1]) if values else 0.0
+
+
+def sft_steps_for(flops: float, init_records: list[dict], num_params: int) -> int:
+  """SFT steps whose 6 N D equals `flops`, at the warm-up's mean tokens per step."""
+  steps = max(r["step"] for r in init_records)
+  tokens_per_step = _last(init_records, "train/tokens_seen") / steps
+  return max(1, math.ceil(flops / metrics_lib.training_flops(num_params, tokens_per_step)))
+
+
+def run_experiment(config, workdir: str) -> dict:
+  """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json)."""
+  exp = config.experiment
+  dirs = {name: os.path.join(workdir, name) for name in ("init", "rl", "sft")}
+  num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
+
+  init_config = branch_config(config, "sft", **{"sft.steps": exp.init_steps})
+  logging.warning("experiment: SFT warm-up (%d steps) in %s", exp.init_steps, dirs["init"])
+  sft_loop.run_sft(init_config, dirs["init"])
+  init_records = _records(dirs["init"])
+  init_flops = _last(init_records, "train/flops")
+  init_eval = evaluate_checkpoint(config, dirs["init"], os.path.join(dirs["init"], "eval"))
+
+  every = max(1, exp.rl_updates // max(exp.evals, 1))
+  rl_config = branch_config(config, "rl", **{
+      "ppo.init": dirs["init"], "ppo.num_updates": exp.rl_updates, "ppo.eval_every": every})
+  logging.warning("experiment: RL branch (%d updates) in %s", exp.rl_updates, dirs["rl"])
+  rl.run_rl(rl_config, dirs["rl"])
+  rl_flops = _last(_records(dirs["rl"]), "train/flops")
+
+  steps = sft_steps_for(rl_flops, init_records, num_params)
+  sft_config = branch_config(config, "sft", **{
+      "sft.init": dirs["init"], "sft.steps": steps,
+      "sft.eval_every": max(1, steps // max(exp.evals, 1)),
+      "sft.eval_episodes": config.eval.episodes})
+  logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
+                  steps, rl_flops, dirs["sft"])
+  sft_loop.run_sft(sft_config, dirs["sft"])
+
+  curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in ("rl", "sft")]
+  for branch in ("rl", "sft"):
+    for record in _records(dirs[branch]):
+      if any(k.startswith("eval/") for k in record if k.endswith("_stderr")):
+        curves.append(dict(record, branch=branch, flops=init_flops + record["train/flops"]))
+  return _report(workdir, curves, init_eval)
+
+
+def _report(workdir: str, curves: list[dict], init_eval: dict) -> dict:
+  path = os.path.join(workdir, "curves.jsonl")
+  with open(path, "w") as f:
+    for record in curves:
+      f.write(json.dumps({k: v for k, v in record.items()
+                          if k in ("branch", "flops", "step") or k.startswith("eval/")}) + "\n")
+  figure = plots.plot(plots.read_records([path]), os.path.join(workdir, "generalization.png"))
+  summary = {"init": init_eval, "figure": figure}
+  for branch in ("rl", "sft"):
+    last = [r for r in curves if r["branch"] == branch][-1]
+    summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  return summary
