@@ -166,6 +166,23 @@ def global_batch(local: Any, mesh: Mesh, rules: Rules, axes: Any) -> Any:
   return jax.tree.map(lambda ax, x: one(x, ax), axes, local, is_leaf=_is_axes)
 
 
+def process_local_data(x: jax.Array) -> np.ndarray:
+  """The part of `x` this process's devices hold, as one numpy array: the inverse of
+  `global_batch` (`make_array_from_process_local_data`), which places a process's local
+  data on its devices' slices in order. Single-process: the whole array."""
+  shards = x.addressable_shards
+  starts = [sorted({s.index[d].start or 0 for s in shards}) for d in range(x.ndim)]
+  block = shards[0].data.shape
+  out = np.empty(tuple(len(s) * n for s, n in zip(starts, block)), x.dtype)
+  done = set()
+  for s in shards:
+    at = tuple(starts[d].index(s.index[d].start or 0) for d in range(x.ndim))
+    if at not in done:  # replicas of a block hold the same data
+      done.add(at)
+      out[tuple(slice(i * n, (i + 1) * n) for i, n in zip(at, block))] = np.asarray(s.data)
+  return out
+
+
 def is_main_process() -> bool:
   return jax.process_index() == 0
 

@@ -1,6 +1,8 @@
 """The multi-host code path for real: two JAX processes on localhost (gloo collectives), each
-feeding its half of the batch, give the logits of one process over the same 8 devices."""
+feeding its half of the batch, give the logits of one process over the same 8 devices; and
+each sampling for its own prompts, they get the rows one process sampling for all gets."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -38,3 +40,24 @@ def test_two_processes_equal_one(repo_root, tmp_path):
   got = np.load(tmp_path / "logits.npy")
   assert got.shape == want.shape
   np.testing.assert_allclose(got, np.asarray(want), atol=1e-5, rtol=0)
+
+  for c, call in enumerate(multihost_inputs.SAMPLING_CALLS):
+    rows = multihost_inputs.sampling_rows(call)
+    want = multihost_inputs.generate(model, [p for ps, _ in rows for p in ps],
+                                     [r for _, rs in rows for r in rs], call, mesh)
+    parts = [np.load(tmp_path / f"sample_{c}_{i}.npz") for i in range(2)]
+    assert [len(part["tokens"]) for part in parts] == [len(ps) for ps, _ in rows]
+    for name in ("tokens", "lengths", "finished"):
+      np.testing.assert_array_equal(np.concatenate([part[name] for part in parts]),
+                                    getattr(want, name), err_msg=f"call {c}: {name}")
+    for name in ("logprobs", "prompt_hidden"):
+      np.testing.assert_allclose(np.concatenate([part[name] for part in parts]),
+                                 getattr(want, name), atol=1e-5, rtol=0,
+                                 err_msg=f"call {c}: {name}")
+
+  errors = [json.loads((tmp_path / f"errors_{i}.json").read_text()) for i in range(2)]
+  assert "process(es) [1] rejected their arguments" in errors[0]["rejected"]
+  assert "token id 5000 outside" in errors[1]["rejected"]
+  for e in errors:
+    assert "disagree on the sampling settings" in e["settings"]
+    assert "must split the batch axes" in e["unsplit"]

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import hf_reference as ref
 from configs import gp
@@ -50,6 +52,15 @@ def _tiny_inputs(batch=4, seq=12):
 
 def _forward(model, inputs):
   return model(**{k: jnp.asarray(v) for k, v in inputs.items()}).logits
+
+
+def test_process_local_data_reassembles_sharded_and_replicated_blocks():
+  mesh = parallel.make_mesh((2, 2, 2))
+  x = np.arange(8 * 6 * 4, dtype=np.float32).reshape(8, 6, 4)
+  for spec in (P(("data", "fsdp"), None, "tensor"), P("tensor", "data"), P()):
+    sharded = jax.device_put(x, NamedSharding(mesh, spec))
+    np.testing.assert_array_equal(parallel.process_local_data(sharded), x)  # one process: all
+  assert parallel.process_local_data(jnp.float32(3)) == 3
 
 
 def test_sharded_forward_equals_single_device():

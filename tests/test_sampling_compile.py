@@ -105,6 +105,7 @@ def test_sampler_on_a_mesh_equals_single_device():
 
 def _batch_args(model, prompts, args):
   ids, mask = sampling.inputs.left_pad(prompts, 16, 4, 0)
-  batch = dict(ids=ids, mask=mask, live=np.arange(4) < 3, eos=sampling.inputs.eos_array(()))
+  batch = dict(ids=ids, mask=mask, live=np.arange(4) < 3, eos=sampling.inputs.eos_array(()),
+               row=np.arange(4, dtype=np.int32))
   batch.update(args["images"].padded(prompts, 16, 4, model.config.image_token_id))
   return batch, np.int32(6), args["key"]

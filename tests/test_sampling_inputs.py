@@ -75,6 +75,26 @@ def test_image_rows_stack_with_processor_padding():
   np.testing.assert_array_equal(padded["aspect_ratio_mask"][2], [[1, 0, 0, 0]])
 
 
+def test_image_slots_pad_to_a_larger_count_with_processor_padding():
+  # Another process's rows have 2 images: this batch's single slot is padded to 2.
+  ar_mask = np.array([[[1, 1, 0, 0]]])
+  given = [np.ones((3, 1, 4), np.int32)]
+  for cross in (None, given):
+    images = inputs.ImageInputs(np.ones((1, 1, 4, 3, 8, 8)), np.array([[2]]), ar_mask, cross)
+    padded = images.padded([[3, 9, 4]], length=4, rows=2, image_token_id=9, images=2)
+    assert padded["pixel_values"].shape == (2, 2, 4, 3, 8, 8)
+    assert padded["pixel_values"][0, 0].all() and not padded["pixel_values"][:, 1].any()
+    np.testing.assert_array_equal(padded["aspect_ratio_ids"], [[2, 0], [0, 0]])
+    np.testing.assert_array_equal(padded["aspect_ratio_mask"][0], [[1, 1, 0, 0], [1, 0, 0, 0]])
+    want = np.zeros((4, 2, 4), np.int32)
+    want[1 if cross is given else 2:, 0] = [1, 1, 1, 1] if cross is given else [1, 1, 0, 0]
+    np.testing.assert_array_equal(padded["cross_attention_mask"][0], want)
+    assert not padded["cross_attention_mask"][1].any()
+  blank = inputs.ImageInputs.blank(2, 3, (4, 3, 8, 8))
+  assert not blank.pixel_values.any() and not blank.aspect_ratio_ids.any()
+  np.testing.assert_array_equal(blank.aspect_ratio_mask[1, 2], [1, 0, 0, 0])
+
+
 @pytest.fixture(scope="module")
 def tiny_text():
   return Model(presets.get("tiny-text"), rngs=nnx.Rngs(0))
@@ -122,6 +142,10 @@ def test_bad_image_shapes_name_the_field():
                                   np.ones((1, 1, 4)), cross_attention_mask=[np.ones((2, 1, 4))])
   with pytest.raises(ValueError, match=r"images.cross_attention_mask\[0\] has shape \(2, 1, 4\)"):
     sampling.generate(model, [[1, 2048, 3]], images=wrong_mask, **args)
+  with pytest.raises(ValueError, match="images.cross_attention_mask has 1 rows: expected 2"):
+    sampling.generate(model, [[1, 2048, 3], [5, 2048]], images=inputs.ImageInputs(
+        np.zeros((2, 1, 4, 3, 56, 56)), np.zeros((2, 1)), np.ones((2, 1, 4)),
+        cross_attention_mask=[np.ones((3, 1, 4))]), **args)
 
 
 @pytest.mark.parametrize("name", ["gp", "virl"])

@@ -7,8 +7,9 @@
 
 Modules: `inputs` (buckets, left padding, images and their cross-attention mask; NumPy
 only, so config files can read its defaults), `sample` (greedy / temperature / top-k /
-top-p and the log-prob), `loop` (the compiled prefill + `lax.while_loop` program), `api`
-(`generate`, its compile cache, `Result`). JAX loads on first use of the latter.
+top-p and the log-prob), `loop` (the compiled prefill + `lax.while_loop` program), `hosts`
+(what the processes of a multi-process call agree on), `api` (`generate`, its compile
+cache, `Result`). JAX loads on first use of the latter.
 """
 
 from __future__ import annotations

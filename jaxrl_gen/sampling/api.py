@@ -1,6 +1,7 @@
 """`generate`: the host entry point. Pads a list of prompts into buckets, picks (or compiles)
 the program for that bucket and these settings, runs it under the mesh and returns host
-arrays with the bucket padding removed."""
+arrays with the bucket padding removed. In a multi-process run each process passes its own
+rows and gets them back (`hosts` makes the processes agree on the shapes)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl_gen import parallel
 from jaxrl_gen.models import config as model_config
+from jaxrl_gen.sampling import hosts, loop
 from jaxrl_gen.sampling import inputs as inputs_lib
-from jaxrl_gen.sampling import loop
 from jaxrl_gen.sampling.inputs import BATCH_BUCKETS, PROMPT_BUCKETS, ImageInputs
 
 CACHE_DTYPES = model_config.DTYPES
@@ -63,6 +64,7 @@ def _batch_shards(mesh: Mesh | None, rules) -> int:
 
 
 _AXES = {"ids": ("batch", "length"), "mask": ("batch", "length"), "live": ("batch",),
+         "row": ("batch",),
          "eos": (None,),
          "pixel_values": ("batch", None, None, None, None, None),
          "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
@@ -172,32 +174,79 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
   return_logits: also return every step's fp32 logits (B, N, vocab).
   mesh: the mesh the parameters live on; rows are sharded over ('data', 'fsdp') and heads
     over 'tensor' by the model's rules.
+
+  Multi-process (multi-host): every process calls `generate` at once with the same settings
+  and key (checked) and its OWN prompts and images (at least one row, any count: each
+  process's rows are padded to the largest count). The processes agree on the buckets
+  (from the longest prompt and the most images anywhere), their rows become one global
+  batch (`mesh` required; its batch axes must span the processes), and each gets back its
+  own rows. Row j of process p draws as row (rows of processes < p) + j, so the result is
+  the single-process result over the processes' prompts concatenated in process order.
   """
-  if jax.process_count() > 1:
-    # Each process would need its share of the rows as a global array and the same buckets.
-    raise NotImplementedError("generate: multi-process sampling is not supported yet; run it"
-                              " from a single process")
   if isinstance(model, nnx.Module):
     config = model.config
     graphdef, state = nnx.split(model)
   else:
     graphdef, state = model
     config = nnx.merge(graphdef, state).config
+  # In a multi-process call every process learns whether any process rejected its
+  # arguments (with the shapes), so none waits forever in the program's collectives.
+  error, static, settings = None, None, 0
+  try:
+    static, prompt_buckets, batch_buckets, settings = _settings(
+        config, prompts, images, mesh, key=key, max_new_tokens=max_new_tokens,
+        temperature=temperature, top_p=top_p, top_k=top_k, eos_ids=eos_ids, pad_id=pad_id,
+        prompt_buckets=prompt_buckets, batch_buckets=batch_buckets, cache_dtype=cache_dtype,
+        decode_layers=decode_layers, return_logits=return_logits)
+  except ValueError as e:
+    error = e
+  n = len(prompts)
+  layout = hosts.agree(
+      error, n, max(len(p) for p in prompts) if error is None else 0,
+      None if images is None or error is not None else np.shape(images.pixel_values), settings)
+
+  processes = jax.process_count()
+  total = inputs_lib.bucket(processes * layout.rows, batch_buckets,
+                            _batch_shards(mesh, config.rules))
+  rows = total // processes  # this process's rows, padded
+  length = inputs_lib.bucket(layout.longest, prompt_buckets)
+  ids, mask = inputs_lib.left_pad(prompts, length, rows, pad_id)
+  batch = dict(ids=ids, mask=mask, live=np.arange(rows) < n, eos=inputs_lib.eos_array(eos_ids),
+               row=layout.offset + np.arange(rows, dtype=np.int32))
+  if layout.images:
+    if images is None:  # this process's rows have no image; others' have
+      images = ImageInputs.blank(n, layout.images, layout.tile_shape)
+    batch.update(images.padded(prompts, length, rows, config.image_token_id, layout.images))
+
+  if mesh is not None:
+    _check_split(mesh, config.rules, rows, total)
+  fn = _program(graphdef, state, config.rules, static, batch, mesh)
+  with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+    if mesh is not None:  # each process's rows become its slices of one global batch
+      batch = parallel.global_batch(batch, mesh, config.rules, {k: _AXES[k] for k in batch})
+    out = fn(state, batch, np.int32(max_new_tokens), key)
+  host = {k: parallel.process_local_data(v)[:n] for k, v in out.items()}
+  for k in ("tokens", "logprobs", "logits"):
+    if k in host:
+      host[k] = host[k][:, :max_new_tokens]
+  return Result(**host)
+
+
+def _settings(config, prompts, images, mesh, *, key, max_new_tokens, temperature, top_p,
+              top_k, eos_ids, pad_id, prompt_buckets, batch_buckets, cache_dtype,
+              decode_layers, return_logits) -> tuple[loop.Static, tuple, tuple, int]:
+  """Checks `generate`'s arguments (one-line errors) and returns the program's static
+  settings, the buckets, and the digest of everything the processes must agree on."""
+  if jax.process_count() > 1 and mesh is None:
+    raise ValueError("generate: a multi-process call needs the mesh its parameters live on")
   _check(config, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
          top_k=top_k, eos_ids=eos_ids, pad_id=pad_id, cache_dtype=cache_dtype)
   prompt_buckets = inputs_lib.check_buckets("prompt_buckets", prompt_buckets)
   batch_buckets = inputs_lib.check_buckets("batch_buckets", batch_buckets)
-  n = len(prompts)
-  rows = inputs_lib.bucket(n, batch_buckets, _batch_shards(mesh, config.rules))
-  length = inputs_lib.bucket(max(len(p) for p in prompts), prompt_buckets)
-  ids, mask = inputs_lib.left_pad(prompts, length, rows, pad_id)
-  batch = dict(ids=ids, mask=mask, live=np.arange(rows) < n, eos=inputs_lib.eos_array(eos_ids))
   if images is not None:
     if config.vision is None:
       raise ValueError("images given to a text-only model (its config has no vision tower)")
-    images.check(n, config.vision.max_num_tiles)
-    batch.update(images.padded(prompts, length, rows, config.image_token_id))
-
+    images.check(prompts, config.vision.max_num_tiles)
   greedy = temperature == 0  # top-k / top-p do not change an argmax: one program for all
   static = loop.Static(
       new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
@@ -206,14 +255,31 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
       pad_id=int(pad_id),
       cache_dtype=cache_dtype, return_logits=bool(return_logits),
       unroll_decode=_unroll(decode_layers))
-  fn = _program(graphdef, state, config.rules, static, batch, mesh)
-  with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
-    out = fn(state, batch, np.int32(max_new_tokens), key)
-  host = {k: parallel.to_host(v)[:n] for k, v in out.items()}
-  for k in ("tokens", "logprobs", "logits"):
-    if k in host:
-      host[k] = host[k][:, :max_new_tokens]
-  return Result(**host)
+  settings = hosts.digest(static, int(max_new_tokens), inputs_lib.eos_array(eos_ids),
+                          prompt_buckets, batch_buckets, _key_data(key))
+  return static, prompt_buckets, batch_buckets, settings
+
+
+def _check_split(mesh: Mesh, rules, rows: int, total: int) -> None:
+  """Each process's devices must hold `rows` of the `total` batch rows, its own: the batch
+  axes have to span the processes (a process holding all rows would need everyone's)."""
+  sharding = NamedSharding(mesh, parallel.logical_to_spec(("batch",), rules))
+  held = {idx[0].indices(total)[:2] for idx in
+          sharding.addressable_devices_indices_map((total,)).values()}
+  count = sum(stop - start for start, stop in held)
+  if count != rows:
+    raise parallel.ShardingError(
+        f"generate: this process's devices hold {count} of the {total} rows, not its own"
+        f" {rows}: the mesh {dict(mesh.shape)} must split the batch axes (rule 'batch' ->"
+        f" {parallel.logical_to_spec(('batch',), rules)[0]}) across the"
+        f" {jax.process_count()} processes")
+
+
+def _key_data(key: jax.Array) -> np.ndarray:
+  """The key's bits (typed or raw uint32 keys), for the processes' settings check."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return np.asarray(key)
 
 
 def kwargs_from_config(sampling: ml_collections.ConfigDict) -> dict[str, Any]:

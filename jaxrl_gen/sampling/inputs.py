@@ -102,6 +102,16 @@ class ImageInputs:
   cross_attention_mask: Sequence[np.ndarray] | None = None
 
   @classmethod
+  def blank(cls, rows: int, images: int, tile_shape: Sequence[int]) -> ImageInputs:
+    """`rows` rows without an image in `images` slots of `tile_shape` (tiles, C, H, W),
+    as the processor pads them: zero pixels, aspect-ratio id 0, mask [1, 0, ...]."""
+    tile_shape = tuple(tile_shape)
+    ar_mask = np.zeros((rows, images, tile_shape[0]), np.int32)
+    ar_mask[:, :, 0] = 1
+    return cls(np.zeros((rows, images) + tile_shape, np.float32),
+               np.zeros((rows, images), np.int32), ar_mask)
+
+  @classmethod
   def from_rows(cls, rows: Sequence[Mapping[str, np.ndarray] | None]) -> ImageInputs:
     """Stacks per-prompt processor outputs (each with a leading batch dim of 1; None for a
     row without an image), padding every row to the batch's largest image count."""
@@ -109,22 +119,19 @@ class ImageInputs:
     if not real:
       raise ValueError("ImageInputs.from_rows: no row has an image (pass images=None)")
     n_img = max(np.shape(r["aspect_ratio_ids"])[1] for r in real)
-    tile_shape = np.shape(real[0]["pixel_values"])[2:]
-    pixels = np.zeros((len(rows), n_img) + tile_shape, np.float32)
-    ar_ids = np.zeros((len(rows), n_img), np.int32)
-    ar_mask = np.zeros((len(rows), n_img, tile_shape[0]), np.int32)
-    ar_mask[:, :, 0] = 1
+    out = cls.blank(len(rows), n_img, np.shape(real[0]["pixel_values"])[2:])
     for i, r in enumerate(rows):
       if r is None:
         continue
       k = np.shape(r["aspect_ratio_ids"])[1]
-      pixels[i, :k] = np.asarray(r["pixel_values"])[0]
-      ar_ids[i, :k] = np.asarray(r["aspect_ratio_ids"])[0]
-      ar_mask[i, :k] = np.asarray(r["aspect_ratio_mask"])[0]
-    return cls(pixels, ar_ids, ar_mask)
+      out.pixel_values[i, :k] = np.asarray(r["pixel_values"])[0]
+      out.aspect_ratio_ids[i, :k] = np.asarray(r["aspect_ratio_ids"])[0]
+      out.aspect_ratio_mask[i, :k] = np.asarray(r["aspect_ratio_mask"])[0]
+    return out
 
-  def check(self, rows: int, max_tiles: int) -> None:
-    """Shapes against the batch and the vision config; a one-line error naming the field."""
+  def check(self, prompts: Sequence[Sequence[int]], max_tiles: int) -> None:
+    """Shapes against the prompts and the vision config; a one-line error naming the field."""
+    rows = len(prompts)
     shapes = {"pixel_values": 6, "aspect_ratio_ids": 2, "aspect_ratio_mask": 3}
     for name, ndim in shapes.items():
       shape = np.shape(getattr(self, name))
@@ -138,29 +145,34 @@ class ImageInputs:
                        f" {np.shape(self.aspect_ratio_ids)} and aspect_ratio_mask"
                        f" {np.shape(self.aspect_ratio_mask)} disagree on (images, tiles) or"
                        f" differ from the model's max_num_tiles={max_tiles}")
+    if self.cross_attention_mask is None:
+      return
+    if len(self.cross_attention_mask) != rows:
+      raise ValueError(f"images.cross_attention_mask has {len(self.cross_attention_mask)} rows:"
+                       f" expected {rows} (one per prompt)")
+    for i, p in enumerate(prompts):
+      shape = np.shape(self.cross_attention_mask[i])
+      if shape != (len(p), n_img, n_tiles):
+        raise ValueError(f"images.cross_attention_mask[{i}] has shape {shape}: expected"
+                         f" {(len(p), n_img, n_tiles)} (prompt length, images, tiles)")
 
   def padded(self, prompts: Sequence[Sequence[int]], length: int, rows: int,
-             image_token_id: int) -> dict[str, np.ndarray]:
-    """The model's image inputs for the left-padded (rows, length) batch; extra rows get
-    the processor's empty-image padding and an all-zero mask."""
-    n = len(prompts)
-    n_img, n_tiles = np.shape(self.pixel_values)[1:3]
-    pixels = np.zeros((rows,) + np.shape(self.pixel_values)[1:], np.float32)
-    pixels[:n] = self.pixel_values
-    ar_ids = np.zeros((rows, n_img), np.int32)
-    ar_ids[:n] = self.aspect_ratio_ids
-    ar_mask = np.zeros((rows, n_img, n_tiles), np.int32)
-    ar_mask[:, :, 0] = 1
-    ar_mask[:n] = self.aspect_ratio_mask
-    cross = np.zeros((rows, length, n_img, n_tiles), np.int32)
+             image_token_id: int, images: int | None = None) -> dict[str, np.ndarray]:
+    """The model's image inputs for the left-padded (rows, length) batch, with `images`
+    image slots (default: this batch's; more when other processes' rows have more); extra
+    rows and slots get the processor's empty-image padding, and extra rows an all-zero mask."""
+    n, (n_img, n_tiles) = len(prompts), np.shape(self.pixel_values)[1:3]
+    slots = n_img if images is None else images
+    out = ImageInputs.blank(rows, slots, np.shape(self.pixel_values)[2:])
+    out.pixel_values[:n, :n_img] = self.pixel_values
+    out.aspect_ratio_ids[:n, :n_img] = self.aspect_ratio_ids
+    out.aspect_ratio_mask[:n, :n_img] = self.aspect_ratio_mask
+    cross = np.zeros((rows, length, slots, n_tiles), np.int32)
     for i, p in enumerate(prompts):
       if self.cross_attention_mask is None:
-        row = cross_attention_mask(p, image_token_id, ar_mask[i])
+        row = cross_attention_mask(p, image_token_id, out.aspect_ratio_mask[i])
       else:
-        row = np.asarray(self.cross_attention_mask[i])
-        if row.shape != (len(p), n_img, n_tiles):
-          raise ValueError(f"images.cross_attention_mask[{i}] has shape {row.shape}: expected"
-                           f" {(len(p), n_img, n_tiles)} (prompt length, images, tiles)")
-      cross[i, length - len(p):] = row
-    return dict(pixel_values=pixels, aspect_ratio_ids=ar_ids, aspect_ratio_mask=ar_mask,
-                cross_attention_mask=cross)
+        row = np.asarray(self.cross_attention_mask[i])  # shape checked by `check`
+      cross[i, length - len(p):, :row.shape[1]] = row
+    return dict(pixel_values=out.pixel_values, aspect_ratio_ids=out.aspect_ratio_ids,
+                aspect_ratio_mask=out.aspect_ratio_mask, cross_attention_mask=cross)

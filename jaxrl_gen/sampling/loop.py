@@ -109,10 +109,11 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
             budget: jax.Array, key: jax.Array) -> dict:
   """Samples up to `budget` tokens for each row of the left-padded batch.
 
-  batch: ids (B, P), mask (B, P), live (B,) (False for bucket padding rows), eos (E,) the
-  EOS ids (-1 fills), and the model's image inputs (`IMAGE_KEYS`) when there are images. Returns tokens / logprobs
-  (B, N), lengths, finished (B,), prompt_hidden (B, hidden) fp32 and, with return_logits,
-  the fp32 logits (B, N, V) of every step.
+  batch: ids (B, P), mask (B, P), live (B,) (False for bucket padding rows), row (B,) each
+  row's index in the caller's prompts (over all processes: its draws' key), eos (E,) the
+  EOS ids (-1 fills), and the model's image inputs (`IMAGE_KEYS`) when there are images.
+  Returns tokens / logprobs (B, N), lengths, finished (B,), prompt_hidden (B, hidden) fp32
+  and, with return_logits, the fp32 logits (B, N, V) of every step.
   """
   model = nnx.merge(graphdef, state)
   rules = model.config.rules
@@ -124,8 +125,8 @@ def program(static: Static, graphdef: nnx.GraphDef, state: nnx.State, batch: dic
   out = model(ids, attention_mask=mask, positions=jnp.maximum(jnp.cumsum(mask, 1) - 1, 0),
               cache=cache, return_hidden=True, logits_to_keep=1, **images)
 
-  # Per-row streams: row i's step-t key is fold_in(fold_in(key, i), t).
-  row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(b))
+  # Per-row streams: row i's step-t key is fold_in(fold_in(key, i), t), i its global index.
+  row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, batch["row"])
 
   def choose(logits, t):
     keys = jax.vmap(jax.random.fold_in, (0, None))(row_keys, t)
