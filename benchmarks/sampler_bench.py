@@ -11,7 +11,8 @@ would) before JAX starts, so XLA's CPU thread pool (sized from the visible CPUs)
 PyTorch (`torch.set_num_threads`) use the same cores. Tokens/s counts new tokens and
 includes the prefill (wall time of a whole call); every row generates exactly `--new`
 tokens (no EOS). Each side gets a warm-up call (our compile), then `--repeats` rounds
-alternate the sides; the best round of each is reported (the machine may be shared). On a
+alternate the sides; the median round of each is reported, and the best (the least
+disturbed, when the machine is shared); the ratio is given for both. On a
 shared machine run with OMP_WAIT_POLICY=PASSIVE: PyTorch's spin-waiting OpenMP threads
 otherwise stall 10-40x whenever another process holds one of the cores.
 
@@ -42,7 +43,7 @@ def _args():
   p.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
   p.add_argument("--new", type=int, default=64, help="new tokens per row")
   p.add_argument("--image", action="store_true", help="one 2x2-tile image per row")
-  p.add_argument("--repeats", type=int, default=5, help="timed rounds (best reported)")
+  p.add_argument("--repeats", type=int, default=5, help="timed rounds (median and best)")
   p.add_argument("--threads", type=int, default=2, help="CPUs for both sides (0: all)")
   p.add_argument("--peer", default="transformers", choices=["transformers", "none"])
   p.add_argument("--hbm_gbps", type=float, default=None, help="memory bandwidth for the roof")
@@ -58,16 +59,16 @@ def _seconds(fn) -> float:
   return time.perf_counter() - start
 
 
-def _interleaved(calls: dict, repeats: int) -> tuple[dict, dict]:
-  """(best, first) seconds per call: one warm-up (compile) call each, then `repeats` rounds
-  alternating the calls, so load from other processes hits all sides alike; the best round
-  is the least disturbed."""
+def _interleaved(calls: dict, repeats: int) -> tuple[dict, dict, dict]:
+  """(median, best, first) seconds per call: one warm-up (compile) call each, then
+  `repeats` rounds alternating the calls, so load from other processes hits all sides alike."""
   first = {name: _seconds(fn) for name, fn in calls.items()}
   times = {name: [] for name in calls}
   for _ in range(repeats):
     for name, fn in calls.items():
       times[name].append(_seconds(fn))
-  return {name: min(t) for name, t in times.items()}, first
+  return ({name: float(np.median(t)) for name, t in times.items()},
+          {name: min(t) for name, t in times.items()}, first)
 
 
 def _inputs(config, args, rng):
@@ -167,26 +168,30 @@ def main():
   peer = None if args.peer == "none" else _peer(model, config, args, prompts, images)
   if peer is not None:
     calls["theirs"] = peer
-  best, first = _interleaved(calls, args.repeats)
+  median, best, first = _interleaved(calls, args.repeats)
   tokens = args.batch * args.new
   print(f"$ python benchmarks/sampler_bench.py {' '.join(sys.argv[1:])}")
   print(f"load average (1, 5, 15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
   print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
         f" new={args.new} image={args.image} device={jax.devices()[0].device_kind}"
         f" cpus={len(os.sched_getaffinity(0))} params={mllama.param_count(config):,}")
-  print(f"jaxrl_gen: {best['ours']:.3f} s/call, {tokens / best['ours']:,.1f} tokens/s"
+  print(f"{args.repeats} rounds, median (best):")
+  print(f"jaxrl_gen: {median['ours']:.3f} ({best['ours']:.3f}) s/call,"
+        f" {tokens / median['ours']:,.1f} ({tokens / best['ours']:,.1f}) tokens/s"
         f" (first call incl. compile {first['ours']:.1f} s; prefill + 1 token"
-        f" {best['prefill']:.3f} s)")
-  _roof(model, config, args, (best["ours"] - best["prefill"]) / (args.new - 1))
+        f" {median['prefill']:.3f} ({best['prefill']:.3f}) s)")
+  _roof(model, config, args, (median["ours"] - median["prefill"]) / (args.new - 1))
   if peer is None:
     return
   import transformers  # noqa: PLC0415
 
   want, got = peer()[:, args.prompt:].numpy(), ours().tokens
   agree = [int(np.argmin(w == g)) if (w != g).any() else args.new for w, g in zip(want, got)]
-  print(f"transformers {transformers.__version__} ({peer.about}): {best['theirs']:.3f} s/call,"
-        f" {tokens / best['theirs']:,.1f} tokens/s")
-  print(f"speed ratio jaxrl_gen / transformers: {best['theirs'] / best['ours']:.2f}x;"
+  print(f"transformers {transformers.__version__} ({peer.about}): {median['theirs']:.3f}"
+        f" ({best['theirs']:.3f}) s/call, {tokens / median['theirs']:,.1f}"
+        f" ({tokens / best['theirs']:,.1f}) tokens/s")
+  print(f"speed ratio jaxrl_gen / transformers: {median['theirs'] / median['ours']:.2f}x"
+        f" ({best['theirs'] / best['ours']:.2f}x best against best);"
         f" greedy rows identical: {agree.count(args.new)}/{args.batch} (others agree for"
         f" {sorted(a for a in agree if a < args.new)} tokens); load average now:"
         f" {os.getloadavg()[0]:.2f}")

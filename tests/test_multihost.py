@@ -27,26 +27,30 @@ def test_two_processes_equal_one(repo_root, tmp_path):
   procs = [subprocess.Popen([sys.executable, str(worker), str(i), str(port), str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
-  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  try:  # the one-process references, while the workers run
+    config = presets.get("tiny")
+    mesh = parallel.make_mesh((2, 2, 2))
+    model = multihost_inputs.model(config, mesh)
+    with jax.set_mesh(mesh):
+      want_logits = multihost_inputs.forward(
+          model, {k: jnp.asarray(v) for k, v in multihost_inputs.inputs().items()})
+    rows = [multihost_inputs.sampling_rows(call) for call in multihost_inputs.SAMPLING_CALLS]
+    want_samples = [
+        multihost_inputs.generate(model, [p for ps, _ in r for p in ps],
+                                  [i for _, rs in r for i in rs], call, mesh)
+        for r, call in zip(rows, multihost_inputs.SAMPLING_CALLS)]
+  finally:
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
 
-  config = presets.get("tiny")
-  mesh = parallel.make_mesh((2, 2, 2))
-  model = multihost_inputs.model(config, mesh)
-  with jax.set_mesh(mesh):
-    want = multihost_inputs.forward(
-        model, {k: jnp.asarray(v) for k, v in multihost_inputs.inputs().items()})
   got = np.load(tmp_path / "logits.npy")
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, np.asarray(want), atol=1e-5, rtol=0)
+  assert got.shape == want_logits.shape
+  np.testing.assert_allclose(got, np.asarray(want_logits), atol=1e-5, rtol=0)
 
-  for c, call in enumerate(multihost_inputs.SAMPLING_CALLS):
-    rows = multihost_inputs.sampling_rows(call)
-    want = multihost_inputs.generate(model, [p for ps, _ in rows for p in ps],
-                                     [r for _, rs in rows for r in rs], call, mesh)
+  for c, (r, want) in enumerate(zip(rows, want_samples)):
     parts = [np.load(tmp_path / f"sample_{c}_{i}.npz") for i in range(2)]
-    assert [len(part["tokens"]) for part in parts] == [len(ps) for ps, _ in rows]
+    assert [len(part["tokens"]) for part in parts] == [len(ps) for ps, _ in r]
     for name in ("tokens", "lengths", "finished"):
       np.testing.assert_array_equal(np.concatenate([part[name] for part in parts]),
                                     getattr(want, name), err_msg=f"call {c}: {name}")
