@@ -107,7 +107,6 @@ class Trainer:
                                  task=config.task,
                                  prompt_buckets=tuple(config.sampling.prompt_buckets),
                                  min_shape=carried.shape)
-      buffer = _agree_on_shapes(buffer, self.processor.ids.pad)
       output = buffer["output_ids"].shape[1]
       carried.shape = (buffer["input_ids"].shape[1] - output, output)
       common = dict(temperature=self.temperature, thought_coef=cfg.thought_coef,
@@ -140,33 +139,6 @@ class Trainer:
     return parallel.global_batch(rows, self.mesh, self.rules, axes)
 
 
-def _agree_on_shapes(buffer: dict, pad_id: int) -> dict:
-  """Pads every process's sequences to the longest prompt and output over all processes, so
-  the rows form one global array (a no-op in a single process)."""
-  if jax.process_count() == 1:
-    return buffer
-  from jax.experimental import multihost_utils  # noqa: PLC0415
-
-  total, out = buffer["input_ids"].shape[1], buffer["output_ids"].shape[1]
-  sizes = multihost_utils.process_allgather(np.array([total - out, out]))
-  prompt, output = (int(x) for x in np.max(sizes.reshape(-1, 2), axis=0))
-  left, right = prompt - (total - out), output - out
-  if not left and not right:
-    return buffer
-  padded = dict(buffer)
-  for key in ("input_ids", "attention_mask", "cross_attention_mask"):
-    if key in buffer:
-      width = [(0, 0), (left, right)] + [(0, 0)] * (buffer[key].ndim - 2)
-      fill = pad_id if key == "input_ids" else 0
-      padded[key] = np.pad(buffer[key], width, constant_values=fill)
-      if key == "cross_attention_mask" and right:  # outputs see what the last prompt token saw
-        padded[key][:, -right:] = padded[key][:, -right - 1:-right]
-  for key in ("output_ids", "thought_mask", "action_mask"):
-    width = [(0, 0), (0, right)]
-    padded[key] = np.pad(buffer[key], width, constant_values=pad_id if key == "output_ids" else 0)
-  return padded
-
-
 def initial_model(config, mesh) -> mllama.Model:
   """The policy to start from: `config.ppo.init` ('' = random init with config.seed, else a
   Hugging Face or `jaxrl-gen convert` orbax directory)."""
@@ -178,6 +150,10 @@ def initial_model(config, mesh) -> mllama.Model:
 
 def run_rl(config, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) the PPO run of `config` in `workdir`; returns the final state."""
+  if jax.process_count() > 1:
+    # Sampling and the update are multi-process; the re-scoring pass and the bootstrap value
+    # still read process-local rows, and the buffers' shapes are not yet agreed across hosts.
+    raise NotImplementedError("jaxrl-gen train (mode rl) runs in a single process for now")
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
