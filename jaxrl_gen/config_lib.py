@@ -280,7 +280,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
                             optimizer leaves unchanged, e.g. ('^vision_model\\.',) freezes the
                             vision tower.
 
-  The toy presets (tiny, small; a CPU, from an SFT warm-up) change: lr 1e-4, num_steps 64,
+  The toy presets (tiny, small; a CPU, from an SFT warm-up) change: lr 1e-5, num_steps 64,
   num_envs 16, grad_accum 2 (micro-batches of 16), value_hidden (256, 128).
   """
   config = ml_collections.ConfigDict()
@@ -304,7 +304,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.ppo_epochs = 4
   config.minibatches = 2
   config.grad_accum = 2 if toy else 128
-  config.lr = 1e-4 if toy else lr
+  config.lr = 1e-5 if toy else lr
   config.end_lr = 1e-9
   config.adam_eps = 1e-7
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)

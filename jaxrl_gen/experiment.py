@@ -38,6 +38,8 @@ def branch_config(config, mode: str, **changes) -> ml_collections.ConfigDict:
     out.mode = mode
     for dotted, value in changes.items():
       section, key = dotted.split(".")
+      if key not in out[section]:
+        raise KeyError(f"config.{dotted}: no such key")
       out[section][key] = value
   return out
 

@@ -386,12 +386,15 @@ def test_config_sections(repo_root, name, updates):
   spec = importlib.util.spec_from_file_location(f"{name}_cfg", repo_root / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config("l")
-  for section in ("ppo", "eval"):
-    for key in config[section]:
-      assert f"{section}.{key}" in module.__doc__, f"configs/{name}.py: {section}.{key}"
+  config = module.get_config("l,llama-3.2-1b")  # a real preset: the reference's values
+  for key in config.eval:
+    assert f"eval.{key}" in module.__doc__, f"configs/{name}.py: eval.{key}"
+  for key in config.ppo:
+    assert f"ppo.{key}" in config_lib.ppo_config.__doc__, f"ppo.{key}"
   assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(num_updates=updates)
-  assert module.get_config("vl").ppo.lr == (1e-7 if name == "virl" else 1e-6)
+  assert module.get_config("vl,llama-3.2-1b").ppo.lr == (1e-7 if name == "virl" else 1e-6)
+  toy = module.get_config("l,rl,tiny").ppo
+  assert (toy.lr, toy.num_steps, toy.num_envs, toy.grad_accum) == (1e-5, 64, 16, 2)
   assert (config.ppo.num_steps, config.sampling.temperature, config.sampling.max_new_tokens) == (256, 0.2, 512)
   config.ppo.max_grad_norm = 0.5
   assert ppo.PPOConfig.from_config(config.ppo).max_grad_norm == 0.5

@@ -153,8 +153,9 @@ def test_config_sampling_section_validates_and_feeds_generate(repo_root, tiny_te
   spec = importlib.util.spec_from_file_location(name, repo_root / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config("l")
+  config = module.get_config("l,llama-3.2-1b")  # a real preset: the reference's budget
   config_lib.validate_sampling(config)
+  assert module.get_config("l,tiny").sampling.max_new_tokens == 128
   kw = sampling.kwargs_from_config(config.sampling)
   assert (kw["temperature"], kw["top_p"], kw["top_k"]) == (0.2, 1.0, 0)
   assert kw["max_new_tokens"] == 512 and kw["decode_layers"] == "auto"

@@ -35,7 +35,8 @@ def test_reference_defaults(repo_root):
   assert (toy.optim.lr, toy.sft.steps, toy.sft.batch_size, toy.data.revisions) == (1e-3, 300, 32, 4)
   virl = _config(repo_root / "configs" / "virl.py", "l,sft,llama-3.2-11b-vision")
   assert (virl.optim.lr, virl.sft.steps, virl.data.train_size) == (1e-6, 25, 1000)
-  assert "sft" not in _config(repo_root / "configs" / "gp.py", "l")  # play mode
+  # Every mode carries the training sections (the experiment command runs both trainers).
+  assert _config(repo_root / "configs" / "gp.py", "l").sft.steps == 300
 
 
 def test_validation_passes_for_the_defaults(gp_sft):
