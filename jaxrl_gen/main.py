@@ -23,6 +23,7 @@ COMMANDS = {
     "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
     "convert": ("jaxrl_gen.commands.convert", "HF safetensors <-> orbax model checkpoints"),
     "train": ("jaxrl_gen.commands.train", "train a model (mode sft), resuming from --workdir"),
+    "eval": ("jaxrl_gen.commands.eval", "evaluate a checkpoint on the benchmarks of config.eval"),
 }
 
 FLAGS = flags.FLAGS
