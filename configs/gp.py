@@ -2,23 +2,28 @@
 
     --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
-      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data) |
-               rl (PPO with verifier feedback)
+      mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data)
+               | rl (PPO with verifier feedback)
+               | eval (as play: the sections `jaxrl-gen eval` reads; eval accepts a config
+               of any mode)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
 
 Examples:
     jaxrl-gen play --config=configs/gp.py:vl --workdir=/tmp/gp
     jaxrl-gen train --config=configs/gp.py:l,sft,tiny --workdir=runs/gp_l_sft
+    jaxrl-gen eval --config=configs/gp.py:l,tiny --checkpoint=runs/gp_l_sft
     jaxrl-gen play --config=configs/gp.py:l --config.env.ood=True --config.env.face_cards_as_10=False
 
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
-Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
-prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented in
-`jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
+Rollout and evaluation sampling: `config.sampling.*` (temperature 0.2, top_p, top_k,
+max_new_tokens 512, prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented
+in `jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
 
-Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
+Text (every mode): `config.text.*` (tokenizer, date_string) are documented in
+`jaxrl_gen.config_lib.text_config`.
+Training (mode sft): `config.data`, `config.sft`, `config.optim`,
 `config.checkpoint` and `config.log` are documented in `jaxrl_gen.config_lib.train_config`.
 GeneralPoints adds
     data.formula          'random': each expert answer is one of the hand's solver formulas,
@@ -128,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       init_steps=1200 if toy else 400, rl_updates=12 if toy else 20)
   config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
                           extra_data={"formula": "random", "revisions": 4 if toy else 0})
+  config.text = config_lib.text_config()
 
   config.lock()
   return config

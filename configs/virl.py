@@ -3,10 +3,13 @@
     --config=configs/virl.py:ARG    ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
       mode:    play (default) | sft (supervised fine-tuning on expert routes) | rl (PPO)
+               | eval (as play: the sections `jaxrl-gen eval` reads; eval accepts a config
+               of any mode)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
 
 Overrides, e.g.:
     jaxrl-gen train --config=configs/virl.py:l,sft,tiny --workdir=runs/virl_l_sft
+    jaxrl-gen eval --config=configs/virl.py:l,tiny --checkpoint=runs/virl_l_sft
     --config=configs/virl.py:vl --config.env.resolution=336
     --config=configs/virl.py:l --config.env.action_space=relative
     --config=configs/virl.py:l --config.env.data_dir=/data/nyc_1k_routes --config.env.route_split=all
@@ -15,11 +18,13 @@ Overrides, e.g.:
 Model and mesh: `config.model.*` (preset, dtype, param_dtype, remat, scan_layers) and
 `config.mesh.*` (shape, rules) are documented in `jaxrl_gen.config_lib.model_config` and
 `mesh_config`, e.g. `--config.model.remat=full --config.mesh.shape='(1,-1,1)'`.
-Rollout sampling: `config.sampling.*` (temperature 0.2, top_p, top_k, max_new_tokens 512,
-prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented in
-`jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
+Rollout and evaluation sampling: `config.sampling.*` (temperature 0.2, top_p, top_k,
+max_new_tokens 512, prompt_buckets, batch_buckets, cache_dtype, decode_layers) are documented
+in `jaxrl_gen.config_lib.sampling_config`, e.g. `--config.sampling.top_p=0.9`.
 
-Training (mode sft): `config.text`, `config.data`, `config.sft`, `config.optim`,
+Text (every mode): `config.text.*` (tokenizer, date_string) are documented in
+`jaxrl_gen.config_lib.text_config`.
+Training (mode sft): `config.data`, `config.sft`, `config.optim`,
 `config.checkpoint` and `config.log` are documented in `jaxrl_gen.config_lib.train_config`.
 The expert data walk `data.train_size` routes (default 1000, the size of the reference's NYC
 set) with one prompt -> answer pair per rail point. Reference values (`reference.md` §5): lr
@@ -144,6 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.experiment = config_lib.experiment_config(
       init_steps=1200 if toy else 25, rl_updates=12 if toy else 15)
   config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=25, train_size=1000)
+  config.text = config_lib.text_config()
 
   config.lock()
   return config

@@ -23,7 +23,7 @@ PRESETS = model_presets.NAMES
 MODEL_DTYPES = ("auto",) + model_config_lib.DTYPES
 # Modes a config can be built for, and the subset that this version implements.
 MODES = ("play", "sft", "rl", "grpo", "eval")
-IMPLEMENTED_MODES = ("play", "sft", "rl")
+IMPLEMENTED_MODES = ("play", "sft", "rl", "eval")
 # Presets trained from random init on a CPU (the embedded 2048-id tokenizer fits them).
 TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 
@@ -105,20 +105,27 @@ def mesh_config() -> ml_collections.ConfigDict:
   })
 
 
+def text_config() -> ml_collections.ConfigDict:
+  """The `config.text` section (`jaxrl_gen.text`), in every mode: how prompts are encoded.
+
+      text.tokenizer      '': the model checkpoint's own tokenizer (sft.init's, or the
+                          `jaxrl-gen eval --checkpoint`'s; for a run directory, the tokenizer
+                          that run trained with), else the embedded one (2048 ids: the toy
+                          presets); or a local checkpoint directory whose tokenizer (and chat
+                          template, and image processor config) to use.
+      text.date_string    '26 Jul 2024': the chat template's "Today Date" (fixed, so prompts
+                          do not change with the calendar).
+  """
+  return ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
+
+
 def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
                  train_size: int = 51200, extra_data: dict | None = None) -> None:
-  """Adds the sections of a training run (`sft` mode; the RL trainer shares text/optim/
+  """Adds the sections of a training run (`sft` mode; the RL trainer shares optim/
   checkpoint/log) to a task config. `lr` and `steps` are the task variant's reference values,
   used for real presets; the toy presets (tiny, small), trained from random init on a CPU, get
   lr 1e-3, 300 steps, batch 32 and 9600 training episodes (one epoch) instead.
 
-  Text (`jaxrl_gen.text`):
-      text.tokenizer      '': the embedded tokenizer (2048 ids: tiny/small presets) or, with
-                          sft.init a checkpoint directory, that checkpoint's; else a local
-                          checkpoint directory whose tokenizer (and chat template, and image
-                          processor config) to use.
-      text.date_string    '26 Jul 2024': the chat template's "Today Date" (fixed, so prompts
-                          do not change with the calendar).
   Data (`jaxrl_gen.data`):
       data.source         'env': expert pairs generated from config.env into a TFDS data set |
                           'llava': LLaVA-style JSON (the reference's released SFT data).
@@ -141,12 +148,18 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       sft.batch_size      128: global batch (examples per optimizer step, all processes).
       sft.accum           1: gradient accumulation: micro-batches per step.
       sft.init            '': random init (seed config.seed) | a Hugging Face checkpoint
-                          directory | a `jaxrl-gen convert` orbax directory.
+                          directory | a `jaxrl-gen convert` orbax directory | a run directory
+                          (its latest checkpoint's parameters; `jaxrl_gen.train.restore`).
       sft.freeze          (): regexes (re.search) of dotted parameter paths not trained, e.g.
                           "('vision_model',)" or "('vision_model', 'multi_modal_projector')"
                           (the paper's ablation); as ppo.freeze.
-      sft.eval_every      50: steps between held-out evaluations (0: never).
-      sft.eval_batches    4: batches of the test split per evaluation (0: all of it).
+      sft.eval_every      50: steps between evaluations (0: never).
+      sft.eval_batches    4: batches of the test split per held-out loss evaluation (0: all
+                          of it).
+      sft.eval_episodes   0 (off): also sample answers for (up to) this many episodes of
+                          each config.eval benchmark (config.sampling's generation) at each
+                          evaluation and log eval/id/success, parse_rate, ...
+                          (`jaxrl_gen.eval`); single-process runs only.
   Optimizer (`jaxrl_gen.train.optim`; reference SFT values, `decisions.md`):
       optim.lr            peak learning rate.
       optim.b1, optim.b2  0.9, 0.98.
@@ -167,14 +180,13 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       log.progress        True: a progress bar.
   """
   toy = config.model.preset in TOY_PRESETS
-  config.text = ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
   config.data = ml_collections.ConfigDict({
       "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256,
       "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
       "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1, "init": "",
-      "freeze": (), "eval_every": 50, "eval_batches": 4})
+      "freeze": (), "eval_every": 50, "eval_batches": 4, "eval_episodes": 0})
   config.optim = ml_collections.ConfigDict({
       "lr": 1e-3 if toy else lr, "b1": 0.9, "b2": 0.98, "eps": 1e-7, "weight_decay": 0.0,
       "schedule": "cosine", "warmup_ratio": 0.03, "end_lr_ratio": 0.0,
@@ -197,8 +209,12 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
                           ("data.eval_size", data.eval_size, 0),
                           ("checkpoint.every", config.checkpoint.every, 1),
                           ("checkpoint.keep", config.checkpoint.keep, 1),
-                          ("log.every", config.log.every, 1)):
+                          ("log.every", config.log.every, 1),
+                          ("sft.eval_episodes", sft.eval_episodes, 0)):
     _check(value >= low, f"config.{key}={value}: must be >= {low}")
+  _check(not sft.eval_episodes or process_count == 1,
+         f"config.sft.eval_episodes={sft.eval_episodes}: sampled evaluation runs in single-"
+         f"process runs only (this run has {process_count} processes); set it to 0")
   _check(sft.batch_size % process_count == 0,
          f"config.sft.batch_size={sft.batch_size}: not divisible by the {process_count} processes")
   _check((sft.batch_size // process_count) % sft.accum == 0,
@@ -346,7 +362,7 @@ def validate_ppo(config: ml_collections.ConfigDict) -> None:
 
 
 def sampling_config(toy: bool = False) -> ml_collections.ConfigDict:
-  """The `config.sampling` section: rollout generation (`jaxrl_gen.sampling.generate`).
+  """The `config.sampling` section: rollout and evaluation generation (`sampling.generate`).
 
       sampling.temperature     0.2, the reference's rollouts (`reference.md` 4.2); 0 = greedy.
                                Log-probs are of softmax(logits / temperature) before top-k/p.

@@ -17,6 +17,13 @@ the batch size.
 
 Metrics (binomial error bars sqrt(P(1-P)/N)):
   success               GP: episodes with a +5 step / episodes (success at any attempt)
+  first_attempt_success GP: episodes solved at their first attempt / episodes
+  parse_rate            GP: graded attempts (forced-fail steps excluded) whose formula the
+                        verifier can parse (a "formula" field holding a complete expression
+                        of legal characters, `general_points.well_formed`; in paper reward
+                        mode on GP-L exactly the attempts not rewarded -3) / graded attempts
+  parse_rate_first      GP: the same over first attempts only (the single-turn answers SFT
+                        trains on; later attempts answer revision turns)
   recognition_accuracy  GP-VL: 1 - (steps rewarded -1.5) / steps
   per_step_accuracy     V-IRL: steps rewarded +1 / steps (retries and forced -1 steps count)
   route_success         V-IRL: episodes that reached the destination within every budget
@@ -134,22 +141,30 @@ def benchmarks(config) -> list[Benchmark]:
 
 
 def run(policy: Policy | ScriptedPolicy, bench: Benchmark, *, batch_size: int,
-        key=None) -> list[batch.Transition]:
-  """All episodes of a benchmark, `batch_size` at a time; transitions by (episode, attempt)."""
+        key=None, progress: bool = False) -> list[batch.Transition]:
+  """All episodes of a benchmark, `batch_size` at a time; transitions by (episode, attempt).
+  `progress`: a progress bar of finished episodes (on stderr)."""
+  from tqdm import tqdm  # noqa: PLC0415
+
   runner = batch.LockstepEpisodes(envs.get(bench.task), bench.params, batch_size,
                                   batch.EpisodeStream(bench.seed, ordered=bench.ordered),
                                   num_episodes=bench.episodes)
   key = jax.random.key(bench.seed) if key is None else key
   transitions, turn = [], 0
-  while not runner.done:
-    conversations = runner.conversations()
-    if isinstance(policy, ScriptedPolicy):
-      answers = [policy.answer(state, conversation, bench.params)
-                 for state, conversation in zip(runner.states(), conversations)]
-    else:
-      answers = list(policy(conversations, jax.random.fold_in(key, turn)))
-    transitions += runner.step(answers)
-    turn += 1
+  with tqdm(total=bench.episodes, desc=bench.name, unit="episode", disable=not progress,
+            dynamic_ncols=True) as bar:
+    while not runner.done:
+      conversations = runner.conversations()
+      if isinstance(policy, ScriptedPolicy):
+        answers = [policy.answer(state, conversation, bench.params)
+                   for state, conversation in zip(runner.states(), conversations)]
+      else:
+        answers = list(policy(conversations, jax.random.fold_in(key, turn)))
+      step = runner.step(answers)
+      transitions += step
+      turn += 1
+      bar.update(sum(t.done for t in step))
+      bar.set_postfix(turn=turn, answers=len(transitions))
   return sorted(transitions, key=lambda t: (t.episode, t.attempt))
 
 
@@ -181,6 +196,12 @@ def score(bench: Benchmark, transitions: Sequence[batch.Transition]) -> dict:
   successes = sum(episode_success(bench.task, e) for e in episodes)
   if bench.task == "gp":
     rate("success", successes, len(episodes))
+    rate("first_attempt_success", sum(e[0].reward == GP_SUCCESS_REWARD for e in episodes),
+         len(episodes))
+    graded = [t for t in transitions if t.info.get("Formula") is not None]  # not forced fails
+    first = [t for t in graded if t.attempt == 0]
+    rate("parse_rate", sum(gp.well_formed(t.info["Formula"]) for t in graded), len(graded))
+    rate("parse_rate_first", sum(gp.well_formed(t.info["Formula"]) for t in first), len(first))
     if not bench.params.language_only:
       rate("recognition_accuracy", sum(t.reward != GP_VISION_REWARD for t in transitions), steps)
   else:
@@ -245,14 +266,16 @@ def write_log(path: str, task: str, transitions: Sequence[batch.Transition]):
 
 
 def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = None,
-             key=None, batch_size: int | None = None) -> dict[str, dict]:
-  """Runs the benchmarks `config.eval` selects; {benchmark: metrics}. Writes the JSONL logs
-  under `log_dir` when given. `batch_size` defaults to `config.eval.batch_size`."""
+             key=None, batch_size: int | None = None, benches: Sequence[Benchmark] | None = None,
+             progress: bool = False) -> dict[str, dict]:
+  """Runs the benchmarks `config.eval` selects (or `benches`); {benchmark: metrics}. Writes
+  the JSONL logs under `log_dir` when given. `batch_size` defaults to
+  `config.eval.batch_size`; `progress` shows a bar per benchmark."""
   results = {}
-  for i, bench in enumerate(benchmarks(config)):
+  for i, bench in enumerate(benchmarks(config) if benches is None else benches):
     bench_key = None if key is None else jax.random.fold_in(key, i)
     transitions = run(policy, bench, batch_size=batch_size or config.eval.batch_size,
-                      key=bench_key)
+                      key=bench_key, progress=progress)
     if log_dir is not None:
       write_log(os.path.join(log_dir, f"{bench.name}.jsonl"), bench.task, transitions)
     results[bench.name] = dict(score(bench, transitions), task=bench.task,

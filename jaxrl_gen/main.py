@@ -26,6 +26,7 @@ COMMANDS = {
               "train a model (mode sft or rl), resuming from --workdir"),
     "experiment": ("jaxrl_gen.commands.experiment",
                    "SFT warm-up, then SFT and RL branches at equal FLOPs, ID/OOD curves"),
+    "eval": ("jaxrl_gen.commands.eval", "evaluate a checkpoint on the benchmarks of config.eval"),
 }
 
 FLAGS = flags.FLAGS

@@ -1,6 +1,7 @@
 """The model as a policy: conversations in, answers out, through one batched generation.
 
-    policy = ModelPolicy(model, processor, sampling=sampling.kwargs_from_config(config.sampling))
+    policy = ModelPolicy(model, processor,
+                         sampling_kwargs=sampling.kwargs_from_config(config.sampling), mesh=mesh)
     answers = policy(conversations, key)          # what `eval.evaluate` calls
     generations = policy.generate(conversations, key)  # what the rollout records
 

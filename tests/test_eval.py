@@ -221,3 +221,29 @@ def test_stat_log_counts_unknown_rewards_as_aggregated_error():
                                           for t in transitions])
   assert virl_log["Counts"]["INCORRECT_ACTION"] == 2 and virl_log["Counts"]["AGGREGATED_ERROR"] == 3
   assert virl_log["Rates"]["CORRECT_SOLUTION"] == 1.0  # both routes ended successfully
+
+
+@pytest.mark.parametrize("answers, expected", [
+    # unparseable (no formula field), parseable but wrong (numbers), then solved
+    (("hello", GARBAGE, None), dict(success=1.0, first_attempt_success=0.0,
+                                    parse_rate=2 / 3, parse_rate_first=0.0, steps=3)),
+    # never parseable: 5 graded attempts, the forced-fail step is not graded
+    (("hello",) * 6, dict(success=0.0, first_attempt_success=0.0, parse_rate=0.0,
+                          parse_rate_first=0.0, steps=6)),
+    ((None,), dict(success=1.0, first_attempt_success=1.0, parse_rate=1.0,
+                   parse_rate_first=1.0, steps=1)),
+])
+def test_parse_rates_and_first_attempt_success(repo_root, answers, expected):
+  config = gp_config(repo_root, episodes=3, benchmarks="id")
+  expert = evaluation.expert_policy("gp")
+  policy = evaluation.ScriptedPolicy(  # None: the expert's answer
+      lambda state, conv, params: answers[state.attempts] or expert.answer(state, conv, params))
+  scores = evaluation.evaluate(policy, config)["id"]
+  expected = dict(expected)
+  steps = expected.pop("steps")
+  assert scores["steps"] == 3 * steps and scores["episodes"] == 3
+  assert {k: scores[k] for k in expected} == pytest.approx(expected)
+  graded = 3 * min(steps, 5)
+  p = expected["parse_rate"]
+  assert scores["parse_rate_stderr"] == pytest.approx(np.sqrt(p * (1 - p) / graded))
+  assert "parse_rate_first" in evaluation.format_table({"id": scores})

@@ -172,3 +172,15 @@ def test_paper_mode_has_one_reward_per_attempt():
   assert gp.verify(text, A3K6, PAPER)[0] == -3
   assert gp.verify(formula("7**7"), A3K6, PAPER) == (-3, "invalid sequence after operator.")
   assert gp.verify(formula("7*7"), A3K6, PAPER)[0] == -2
+
+
+@pytest.mark.parametrize("text, parses", [
+    ("(10-4)*(3+1)", True), ("1+1", True), ("8/(3-3)*8", True), ("03*8", True),
+    ("None", False), ("", False), ("1+", False), ("(1+2", False), ("1+2)", False),
+    ("1 + 2", False), ("3x8", False), ("*3", False), ("()", False), (None, False),
+])
+def test_well_formed_is_what_paper_mode_grades_past_its_syntax_checks(text, parses):
+  assert gp.well_formed(text) is parses
+  if text is not None:
+    grade = gp.grade(formula(text), A3K6, PAPER)
+    assert (grade.reward != -3) is parses and grade.formula == text

@@ -87,26 +87,23 @@ class Processor:
                        "(a text-only model preset or tokenizer)")
 
 
-def from_config(config, model_config) -> Processor:
-  """The processor of a run: `config.text` and the model's vocabulary and image shape. The
-  tokenizer is config.text.tokenizer, else the sft.init checkpoint's, else the embedded one;
-  its ids must fit the model's embedding table."""
-  source = config.text.tokenizer
-  init = config.sft.init if "sft" in config else ""
-  if not source and init and os.path.isfile(os.path.join(init, "tokenizer.json")):
-    source = init
+def from_config(config, model_config, tokenizer: str | None = None) -> Processor:
+  """The processor of a run: `config.text` and the model's vocabulary and image shape.
+  `tokenizer`: the tokenizer source (None: config.text.tokenizer; `train.restore.
+  tokenizer_source` resolves a checkpoint's own); its ids must fit the model's embedding
+  table."""
+  source = config.text.tokenizer if tokenizer is None else tokenizer
   vision = model_config.vision
   processor = Processor.create(
       source, image_size=vision.image_size if vision else None,
       max_tiles=vision.max_num_tiles if vision else 4, date_string=config.text.date_string,
-      eot_newline=config.data.eot_newline)
+      eot_newline="data" in config and config.data.eot_newline)
   text = model_config.text
-  # A text-only model never sees `<|image|>` (the processor rejects images), so that id, the
-  # embedded tokenizer's last, need not fit its embedding table.
-  used = len(processor.tokenizer) - (vision is None and processor.ids.image is not None
-                                     and processor.ids.image == len(processor.tokenizer) - 1)
-  if used > text.num_embeddings:
-    raise ValueError(f"the tokenizer has {len(processor.tokenizer)} ids but the model embeds "
+  needed = len(processor.tokenizer)
+  if vision is None and processor.ids.image == needed - 1:
+    needed -= 1  # `<|image|>` (last, as in Llama-3.2-Vision): a text-only processor never emits it
+  if needed > text.num_embeddings:
+    raise ValueError(f"the tokenizer has {needed} ids but the model embeds "
                      f"{text.num_embeddings}: set config.text.tokenizer to the model's own")
   if vision is not None:
     if processor.ids.image != model_config.image_token_id:

@@ -85,3 +85,9 @@ def _abstract(x: Any) -> Any:
   if isinstance(x, jax.ShapeDtypeStruct):
     return x
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+
+
+def from_config(config, workdir: str) -> Checkpointer:
+  """The run's checkpoints under `<workdir>/checkpoints`, as `config.checkpoint` says."""
+  return Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
+                      keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)

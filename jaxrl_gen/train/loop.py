@@ -4,13 +4,16 @@
 
 Resumes automatically from the latest checkpoint in `<workdir>/checkpoints` (parameters,
 optimizer state, step, RNG and the data iterator's position), so a killed run continues
-exactly as if it had never stopped. Writes `<workdir>/config.json`, `metrics.jsonl` and
-TensorBoard events; records are means over each `log.every` interval (aligned with the
-checkpoints when `log.every` divides `checkpoint.every`).
+exactly as if it had never stopped. Writes `<workdir>/config.json`, `model_config.json` (the
+model's shapes, for `restore.load_model`), `metrics.jsonl` and TensorBoard events; records
+are means over each `log.every` interval (aligned with the checkpoints when `log.every`
+divides `checkpoint.every`). Every `sft.eval_every` steps the evaluation hooks run: the
+held-out loss and, with `sft.eval_episodes`, sampled episodes of config.eval's benchmarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -18,14 +21,15 @@ import grain
 import jax
 from absl import logging
 import numpy as np
+from flax import nnx
 
 from jaxrl_gen import metrics as metrics_lib
 from jaxrl_gen import parallel
 from jaxrl_gen.data import pipeline, sources as sources_lib
-from jaxrl_gen.models import mllama, presets
+from jaxrl_gen.models import mllama
 from jaxrl_gen.text import processor as processor_lib
 from jaxrl_gen.train import checkpoint as checkpoint_lib
-from jaxrl_gen.train import optim, sft
+from jaxrl_gen.train import optim, restore, sft
 from jaxrl_gen.train import state as state_lib
 
 # Logical axes of each batch array: rows over the data shards.
@@ -39,21 +43,9 @@ EvalHook = Callable[[int, state_lib.TrainState], dict]
 
 
 def build_model(config, mesh: jax.sharding.Mesh):
-  """The model to train: random init (config.seed), a HF checkpoint or our orbax one (their
-  own shapes, with config.model's dtypes, remat and scanning, and config.mesh's rules)."""
-  from jaxrl_gen.models import hf, params_io
-
-  model_config = presets.from_config(config.model, config.mesh)
-  init = config.sft.init
-  if not init:
-    return mllama.create(model_config, mesh=mesh, seed=config.seed)
-  overrides = dict(remat=model_config.remat, scan_layers=model_config.scan_layers,
-                   rules=model_config.rules)
-  if params_io.is_params_dir(init):
-    return params_io.load_params(init, mesh=mesh, dtype=model_config.dtype,
-                                 param_dtype=model_config.param_dtype, **overrides)
-  return hf.load_pretrained(init, mesh=mesh, dtype=model_config.param_dtype,
-                            compute_dtype=model_config.dtype, **overrides)
+  """The model to train: `config.sft.init` through `restore.load_model` (random init, a run
+  directory, our orbax model or a HF checkpoint)."""
+  return restore.load_model(config, config.sft.init, mesh)
 
 
 def to_global(local: dict, mesh, rules) -> dict:
@@ -102,16 +94,49 @@ def held_out_loss(test: grain.MapDataset, eval_step, mesh, rules, max_batches: i
   return hook
 
 
-def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
-  """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
+def sampled_eval(config, graphdef: nnx.GraphDef, processor: processor_lib.Processor, mesh,
+                 workdir: str) -> EvalHook:
+  """An evaluation hook that samples: `config.sft.eval_episodes` episodes of each benchmark
+  config.eval names, answered by the current parameters with config.sampling's generation,
+  scored by `jaxrl_gen.eval` (eval/id/success, parse_rate, ...); their JSONL logs go to
+  <workdir>/eval/sft_step_<step>/."""
+  from jaxrl_gen import eval as evaluation  # noqa: PLC0415  (the envs load on use)
+  from jaxrl_gen import policy as policy_lib  # noqa: PLC0415
+  from jaxrl_gen import sampling  # noqa: PLC0415
+
+  benches = [dataclasses.replace(bench, episodes=min(bench.episodes, config.sft.eval_episodes))
+             for bench in evaluation.benchmarks(config)]
+  sampling_kwargs = sampling.kwargs_from_config(config.sampling)
+
+  def hook(step: int, state) -> dict:
+    model = nnx.merge(graphdef, state.params, state.frozen, state.rest)
+    policy = policy_lib.ModelPolicy(model, processor, sampling_kwargs=sampling_kwargs,
+                                    mesh=mesh)
+    results = evaluation.evaluate(policy, config, benches=benches,
+                                  log_dir=os.path.join(workdir, "eval", f"sft_step_{step}"))
+    return evaluation.flat_metrics(results)
+  return hook
+
+
+def write_run_files(config, model_config, workdir: str):
+  """`<workdir>/config.json` (the run's whole config) and `model_config.json` (the shapes
+  `restore.load_model` rebuilds the model with)."""
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    with open(os.path.join(workdir, restore.RUN_CONFIG), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    with open(os.path.join(workdir, restore.MODEL_CONFIG), "w") as f:
+      f.write(model_config.to_json())
+
+
+def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
+  """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
   mesh = parallel.make_mesh(config.mesh.shape)
   model = build_model(config, mesh)
   model_config = model.config
-  processor = processor_lib.from_config(config, model_config)
+  write_run_files(config, model_config, workdir)
+  processor = processor_lib.from_config(
+      config, model_config, restore.tokenizer_source(config, config.sft.init))
   train_ds, test_ds, keys = _datasets(config, workdir, processor, model_config)
 
   total = config.sft.steps
@@ -125,9 +150,7 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   state = jax.device_put(state, shardings)
 
   iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
-  checkpoints = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
-      keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  checkpoints = checkpoint_lib.from_config(config, workdir)
   state, start = checkpoints.restore_or(state, iterator)
   if start:
     logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
@@ -141,6 +164,8 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   if test_ds is not None and config.sft.eval_every:
     hooks.insert(0, held_out_loss(test_ds, eval_step, mesh, model_config.rules,
                                   config.sft.eval_batches))
+  if config.sft.eval_episodes and config.sft.eval_every:
+    hooks.append(sampled_eval(config, graphdef, processor, mesh, workdir))
 
   throughput = metrics_lib.Throughput(num_params)
   pending: list[dict] = []

@@ -35,7 +35,7 @@ from jaxrl_gen.models import mllama
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.text import processor as processor_lib
 from jaxrl_gen.train import checkpoint as checkpoint_lib
-from jaxrl_gen.train import learner, loop as sft_loop, ppo, rollout
+from jaxrl_gen.train import learner, loop as sft_loop, ppo, restore, rollout
 from jaxrl_gen.train import state as state_lib
 
 # Buffer keys that are [T, B] (returns), not rows.
@@ -139,29 +139,18 @@ class Trainer:
     return parallel.global_batch(rows, self.mesh, self.rules, axes)
 
 
-def initial_model(config, mesh) -> mllama.Model:
-  """The policy to start from: `config.ppo.init` ('' = random init with config.seed, else a
-  Hugging Face or `jaxrl-gen convert` orbax directory)."""
-  resolved = config.copy_and_resolve_references()
-  with resolved.unlocked():
-    resolved.sft.init = config.ppo.init
-  return sft_loop.build_model(resolved, mesh)
-
-
 def run_rl(config, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) the PPO run of `config` in `workdir`; returns the final state."""
   if jax.process_count() > 1:
     # Sampling and the update are multi-process; the re-scoring pass and the bootstrap value
     # still read process-local rows, and the buffers' shapes are not yet agreed across hosts.
     raise NotImplementedError("jaxrl-gen train (mode rl) runs in a single process for now")
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   mesh = parallel.make_mesh(config.mesh.shape)
-  model = initial_model(config, mesh)
+  model = restore.load_model(config, config.ppo.init, mesh)
   model_config = model.config
-  processor = processor_lib.from_config(config, model_config)
+  sft_loop.write_run_files(config, model_config, workdir)
+  processor = processor_lib.from_config(config, model_config,
+                                        restore.tokenizer_source(config, config.ppo.init))
   cfg = ppo.PPOConfig.from_config(config.ppo)
   # Frozen parameters are split out of the trained ones (no gradient, no optimizer state).
   tx = ppo.make_optimizer(dataclasses.replace(cfg, freeze=()))
@@ -179,9 +168,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
       env, envs.params_from_config(config), config.ppo.num_envs,
       batch_lib.EpisodeStream(config.seed, stream=jax.process_index()))
   carried = RolloutState(runner)
-  checkpoints = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
-      keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  checkpoints = checkpoint_lib.from_config(config, workdir)
   state, start = checkpoints.restore_or(state, carried)
   if start:
     logging.warning("resumed from the checkpoint of update %d in %s", start, workdir)

@@ -5,7 +5,8 @@
     state, obs, reward, terminated, truncated, info = step(state, answer_text, params)
     reward, message = verify(answer_text, hand, params)
 
-plus `solve`, `prompt`, `render`, `expert_answer` and `deal`. `gym_env` wraps it as a
+plus `solve`, `prompt`, `render`, `expert_answer`, `deal` and `well_formed` (whether a
+formula read from an answer is a complete expression). `gym_env` wraps it as a
 `gymnasium.Env` (id `jaxrl_gen/GeneralPoints-v0`).
 """
 
@@ -16,10 +17,10 @@ from jaxrl_gen.envs.general_points.prompts import (answer_text, expert_answer, e
                                                    prompt)
 from jaxrl_gen.envs.general_points.canvas import render
 from jaxrl_gen.envs.general_points.solver import solve
-from jaxrl_gen.envs.general_points.verifier import REWARD_FN, grade, verify
+from jaxrl_gen.envs.general_points.verifier import REWARD_FN, grade, verify, well_formed
 
 __all__ = [
     "EnvParams", "Hand", "State", "REWARD_FN", "answer_text", "deal", "episode_info",
     "expert_answer", "expert_formulas", "grade", "initial_state", "normalize_rank", "prompt",
-    "render", "reset", "solve", "step", "verify",
+    "render", "reset", "solve", "step", "verify", "well_formed",
 ]

@@ -90,9 +90,18 @@ def verify(answer_text: str, hand: Hand, params: EnvParams) -> tuple[float, str]
   return result.reward, result.message
 
 
-def _paper(formula: str, numbers: tuple[int, ...], target: int) -> tuple[float, list[str]]:
+def well_formed(formula: str | None) -> bool:
+  """Whether a formula read from an answer (`Grade.formula`) is a complete arithmetic
+  expression: legal characters, syntax and closed parentheses, i.e. what paper mode grades
+  past its -3 checks. This is what "the verifier can parse the answer" means in the
+  evaluation's `parse_rate`."""
+  return formula is not None and not _form_messages(formula)
+
+
+def _form_messages(formula: str) -> list[str]:
+  """Paper mode's -3 messages of a formula (empty: well formed)."""
   if not fm.is_legal(formula):
-    return REWARD_FN["ILLEGAL_FORMULA"], [ILLEGAL_CHARACTERS]
+    return [ILLEGAL_CHARACTERS]
   syntax = fm.scan(formula)
   messages = list(dict.fromkeys(syntax.violations))  # each kind once: one reward, short message
   if not formula:
@@ -101,6 +110,11 @@ def _paper(formula: str, numbers: tuple[int, ...], target: int) -> tuple[float, 
     messages.append(INCOMPLETE)
   if syntax.open_parens:
     messages.append(UNCLOSED)
+  return messages
+
+
+def _paper(formula: str, numbers: tuple[int, ...], target: int) -> tuple[float, list[str]]:
+  messages = _form_messages(formula)
   if messages:
     return REWARD_FN["ILLEGAL_FORMULA"], messages
   messages = fm.number_messages(formula, numbers)
