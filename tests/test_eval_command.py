@@ -12,13 +12,16 @@ import subprocess
 import sys
 
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 from jaxrl_gen import config_lib, metrics, parallel
 from jaxrl_gen.commands import eval as eval_command
 from jaxrl_gen.models import mllama, presets
-from jaxrl_gen.train import loop, restore
+from jaxrl_gen.train import checkpoint as checkpoint_lib
+from jaxrl_gen.train import learner, loop, restore
+from jaxrl_gen.train import state as state_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 EPISODES = 2
@@ -79,6 +82,32 @@ def test_run_directory_restores_the_trained_parameters(trained):
       np.testing.assert_array_equal(restored[name], value, err_msg=name)
   assert restore.describe(str(workdir)) == f"run checkpoint {latest}"
   assert restore.tokenizer_source(config, str(workdir)) == ""  # the run's: the embedded one
+
+
+def test_rl_run_directory_restores_the_policy_without_the_value_head(trained, tmp_path):
+  config, _, state = trained
+  graphdef = mllama.abstract(presets.from_config(config.model, config.mesh))[0]
+  model = nnx.merge(graphdef, state.params, state.frozen, state.rest)
+  net = learner.actor_critic(model, (8,), seed=0)  # what `train.rl` checkpoints
+  _, rl_state = state_lib.create(net, optax.sgd(0.1), seed=0)
+  saver = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"), every=1, keep=1,
+                                      async_save=False)
+  saver.save(1, rl_state, _NoEpisodes())
+  saver.close()
+  loop.write_run_files(config, model.config, str(tmp_path))
+  mesh = parallel.make_mesh(config.mesh.shape)
+  restored = _params(restore.load_model(config, str(tmp_path), mesh))
+  expected = _params(model)
+  assert restored.keys() == expected.keys()
+  for name, value in expected.items():
+    np.testing.assert_array_equal(restored[name], value, err_msg=name)
+
+
+class _NoEpisodes:
+  """The carried-state item an RL checkpoint saves beside the train state."""
+
+  def get_state(self) -> bytes:
+    return b""
 
 
 def test_eval_command_on_the_run_in_a_fresh_process(trained):
