@@ -31,6 +31,18 @@ PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "TPU v4": 275.0
                     "TPU v5 lite": 197.0, "TPU v5p": 459.0, "TPU v6 lite": 918.0}
 
 
+def random_model(config) -> mllama.Model:
+  """A random model of `config` whose cross-attention gates (0 at init) are open, so image
+  layers cost what they cost in a trained model."""
+  model = mllama.create(config, seed=0)
+  if config.vision is not None:
+    for j in model.language_model.cross_slots:
+      layer = model.language_model.layers[j]
+      layer.cross_attn_attn_gate[...] = jnp.full_like(layer.cross_attn_attn_gate[...], 0.5)
+      layer.cross_attn_mlp_gate[...] = jnp.full_like(layer.cross_attn_mlp_gate[...], 0.5)
+  return model
+
+
 def _inputs(config, batch: int, seq: int, image: bool, rng: np.random.Generator) -> dict:
   ids = rng.integers(0, config.text.vocab_size, (batch, seq))
   if not image:
@@ -67,12 +79,7 @@ def main():
   args = p.parse_args()
 
   config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype)
-  model = mllama.create(config, seed=0)
-  if config.vision is not None:  # open the cross-attention gates (0 at init)
-    for j in model.language_model.cross_slots:
-      layer = model.language_model.layers[j]
-      layer.cross_attn_attn_gate[...] = jnp.full_like(layer.cross_attn_attn_gate[...], 0.5)
-      layer.cross_attn_mlp_gate[...] = jnp.full_like(layer.cross_attn_mlp_gate[...], 0.5)
+  model = random_model(config)
   inputs = _inputs(config, args.batch, args.seq, args.image, np.random.default_rng(0))
   arrays = {k: jnp.asarray(v) for k, v in inputs.items()}
   graphdef, state = nnx.split(model)

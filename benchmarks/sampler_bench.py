@@ -147,14 +147,10 @@ def main():
   sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
   from jaxrl_gen import sampling  # noqa: PLC0415
   from jaxrl_gen.models import mllama, presets  # noqa: PLC0415
+  import model_forward  # noqa: PLC0415  (beside this script: the same random weights)
 
   config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype)
-  model = mllama.create(config, seed=0)
-  if config.vision is not None:  # open the cross-attention gates (0 at init)
-    for j in model.language_model.cross_slots:
-      layer = model.language_model.layers[j]
-      layer.cross_attn_attn_gate[...] = jnp.full_like(layer.cross_attn_attn_gate[...], 0.5)
-      layer.cross_attn_mlp_gate[...] = jnp.full_like(layer.cross_attn_mlp_gate[...], 0.5)
+  model = model_forward.random_model(config)
   prompts, images = _inputs(config, args, np.random.default_rng(0))
   image_inputs = sampling.ImageInputs(**images) if images else None
   key = jax.random.key(0)

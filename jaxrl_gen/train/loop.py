@@ -129,6 +129,19 @@ def write_run_files(config, model_config, workdir: str):
       f.write(model_config.to_json())
 
 
+def resume(config, workdir: str, state, carried) -> tuple:
+  """(state, start step, checkpointer, metric writer) of a run: the latest checkpoint's state
+  and `carried` item (data iterator, episodes in flight) when there is one; the metric logs
+  cut back to that step, so they read as one run."""
+  checkpoints = checkpoint_lib.from_config(config, workdir)
+  state, start = checkpoints.restore_or(state, carried)
+  if start:
+    logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
+                                    tensorboard=config.log.tensorboard)
+  return state, start, checkpoints, writer
+
+
 def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
   """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
   mesh = parallel.make_mesh(config.mesh.shape)
@@ -150,12 +163,7 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   state = jax.device_put(state, shardings)
 
   iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
-  checkpoints = checkpoint_lib.from_config(config, workdir)
-  state, start = checkpoints.restore_or(state, iterator)
-  if start:
-    logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
-                                    tensorboard=config.log.tensorboard)
+  state, start, checkpoints, writer = resume(config, workdir, state, iterator)
   tokens_seen = last_value(writer.path, "train/tokens_seen", start)
 
   train_step, eval_step = sft.jit_steps(graphdef, tx, config.sft.accum, shardings,

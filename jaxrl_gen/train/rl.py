@@ -26,7 +26,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from flax import nnx
 
 from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, sampling
@@ -34,7 +33,6 @@ from jaxrl_gen.envs import batch as batch_lib
 from jaxrl_gen.models import mllama
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.text import processor as processor_lib
-from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import learner, loop as sft_loop, ppo, restore, rollout
 from jaxrl_gen.train import state as state_lib
 
@@ -168,12 +166,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
       env, envs.params_from_config(config), config.ppo.num_envs,
       batch_lib.EpisodeStream(config.seed, stream=jax.process_index()))
   carried = RolloutState(runner)
-  checkpoints = checkpoint_lib.from_config(config, workdir)
-  state, start = checkpoints.restore_or(state, carried)
-  if start:
-    logging.warning("resumed from the checkpoint of update %d in %s", start, workdir)
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
-                                    tensorboard=config.log.tensorboard)
+  state, start, checkpoints, writer = sft_loop.resume(config, workdir, state, carried)
   totals = {k: sft_loop.last_value(writer.path, k, start)
             for k in ("train/tokens_trained", "train/tokens_buffer", "train/flops")}
   update = learner.jit_update(graphdef, tx, cfg, run.temperature)
