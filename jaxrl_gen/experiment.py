@@ -113,9 +113,11 @@ def run_experiment(config, workdir: str) -> dict:
 
   curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in ("rl", "sft")]
   for branch in ("rl", "sft"):
+    flops = 0.0  # an evaluation record may come without the step's FLOPs (SFT logs apart)
     for record in _records(dirs[branch]):
+      flops = record.get("train/flops", flops)
       if any(k.startswith("eval/") for k in record if k.endswith("_stderr")):
-        curves.append(dict(record, branch=branch, flops=init_flops + record["train/flops"]))
+        curves.append(dict(record, branch=branch, flops=init_flops + flops))
   return _report(workdir, curves, init_eval)
 
 
