@@ -27,7 +27,6 @@ from absl import logging
 from jaxrl_gen import eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.policy import ModelPolicy
-from jaxrl_gen.text import processor as processor_lib
 from jaxrl_gen.train import loop as sft_loop, restore, rl
 
 
@@ -51,9 +50,7 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
     with open(cache) as f:
       return json.load(f)
   mesh = parallel.make_mesh(config.mesh.shape)
-  model = restore.load_model(config, source, mesh)
-  processor = processor_lib.from_config(config, model.config,
-                                        restore.tokenizer_source(config, source))
+  model, processor = restore.load_with_processor(config, source, mesh)
   policy = ModelPolicy(model, processor, mesh=mesh,
                        sampling_kwargs=sampling.kwargs_from_config(config.sampling))
   results = eval_lib.flat_metrics(eval_lib.evaluate(policy, config, log_dir=log_dir,

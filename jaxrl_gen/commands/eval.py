@@ -50,7 +50,6 @@ def prepare(config, checkpoint: str | None):
   """(benchmarks, policy): the checks and the loading, each failure a one-line error."""
   from jaxrl_gen import eval as evaluation  # noqa: PLC0415  (imports JAX)
   from jaxrl_gen import parallel, policy as policy_lib, sampling  # noqa: PLC0415
-  from jaxrl_gen.text import processor as processor_lib  # noqa: PLC0415
   from jaxrl_gen.train import restore  # noqa: PLC0415
 
   benches = evaluation.benchmarks(config)  # bad benchmark settings fail before any loading
@@ -58,9 +57,7 @@ def prepare(config, checkpoint: str | None):
     logging.warning("no --checkpoint: evaluating a randomly initialised %s model (seed %d)",
                     config.model.preset, config.seed)
   mesh = parallel.make_mesh(config.mesh.shape)
-  model = restore.load_model(config, checkpoint or "", mesh)
-  processor = processor_lib.from_config(config, model.config,
-                                        restore.tokenizer_source(config, checkpoint or ""))
+  model, processor = restore.load_with_processor(config, checkpoint or "", mesh)
   policy = policy_lib.ModelPolicy(model, processor, mesh=mesh,
                                   sampling_kwargs=sampling.kwargs_from_config(config.sampling))
   return benches, policy

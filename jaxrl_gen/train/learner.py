@@ -19,17 +19,14 @@ import optax
 from flax import nnx
 
 from jaxrl_gen.models import mllama
-from jaxrl_gen.train import ppo
+from jaxrl_gen.train import loop, ppo
+from jaxrl_gen.train.sft import MODEL_INPUTS
 from jaxrl_gen.train.state import TrainState
 
-MODEL_INPUTS = ("attention_mask", "pixel_values", "aspect_ratio_ids", "aspect_ratio_mask",
-                "cross_attention_mask")
-# Buffer keys the scoring reads, and the logical axes they are sharded by (rows over data).
-SEQUENCE_AXES = {"input_ids": ("batch", "length"), "attention_mask": ("batch", "length"),
-                 "output_ids": ("batch", None),
-                 "pixel_values": ("batch",) + (None,) * 5, "aspect_ratio_ids": ("batch", None),
-                 "aspect_ratio_mask": ("batch", None, None),
-                 "cross_attention_mask": ("batch", "length", None, None)}
+# Buffer keys the scoring reads, and the logical axes they are sharded by (rows over data):
+# the SFT batch's model inputs, and the output tokens in place of the loss mask.
+SEQUENCE_AXES = {**{k: v for k, v in loop.BATCH_AXES.items() if k != "loss_mask"},
+                 "output_ids": ("batch", None)}
 
 
 class ActorCritic(nnx.Module):

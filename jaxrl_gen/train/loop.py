@@ -42,12 +42,6 @@ BATCH_AXES = {
 EvalHook = Callable[[int, state_lib.TrainState], dict]
 
 
-def build_model(config, mesh: jax.sharding.Mesh):
-  """The model to train: `config.sft.init` through `restore.load_model` (random init, a run
-  directory, our orbax model or a HF checkpoint)."""
-  return restore.load_model(config, config.sft.init, mesh)
-
-
 def to_global(local: dict, mesh, rules) -> dict:
   """This process's rows -> global arrays sharded over the data shards."""
   axes = {k: BATCH_AXES[k] for k in local}
@@ -145,11 +139,9 @@ def resume(config, workdir: str, state, carried) -> tuple:
 def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
   """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
   mesh = parallel.make_mesh(config.mesh.shape)
-  model = build_model(config, mesh)
+  model, processor = restore.load_with_processor(config, config.sft.init, mesh)
   model_config = model.config
   write_run_files(config, model_config, workdir)
-  processor = processor_lib.from_config(
-      config, model_config, restore.tokenizer_source(config, config.sft.init))
   train_ds, test_ds, keys = _datasets(config, workdir, processor, model_config)
 
   total = config.sft.steps
@@ -203,11 +195,16 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
       throughput.reset()
     checkpoints.save(done, state, iterator, force=done == total)
     bar.update(1)
+  finish(bar, checkpoints, writer)
+  return state
+
+
+def finish(bar, checkpoints: checkpoint_lib.Checkpointer, writer: metrics_lib.MetricWriter):
+  """The end of a run: the progress bar closed, the last checkpoint written, logs flushed."""
   bar.close()
   checkpoints.wait()
   checkpoints.close()
   writer.close()
-  return state
 
 
 def _mean(records: list[dict]) -> dict:

@@ -89,6 +89,16 @@ def saved_tokenizer(source: str) -> str:
           or saved_tokenizer(trained.get("sft", {}).get("init", "")))
 
 
+def load_with_processor(config, source: str, mesh: jax.sharding.Mesh):
+  """(model, processor) of `source`: the model as `load_model` gives it and the processor
+  that encodes for it (its own tokenizer unless config.text.tokenizer says otherwise)."""
+  from jaxrl_gen.text import processor as processor_lib  # noqa: PLC0415
+
+  model = load_model(config, source, mesh)
+  return model, processor_lib.from_config(config, model.config,
+                                          tokenizer_source(config, source))
+
+
 def load_model(config, source: str, mesh: jax.sharding.Mesh) -> mllama.Model:
   """The model of `source` (see the module docstring), sharded over `mesh`."""
   from jaxrl_gen.models import hf, params_io  # noqa: PLC0415  (HF import pulls in more)

@@ -74,7 +74,8 @@ _value_jit = jax.jit(_value, static_argnums=0)
 
 @dataclasses.dataclass
 class Trainer:
-  """What stays fixed over a run; `update(state, ...)` does one PPO update."""
+  """What stays fixed over a run: the policy of a state, the buffer of a rollout, and that
+  buffer as the update's global batch."""
 
   config: object
   graphdef: nnx.GraphDef
@@ -144,11 +145,9 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     # still read process-local rows, and the buffers' shapes are not yet agreed across hosts.
     raise NotImplementedError("jaxrl-gen train (mode rl) runs in a single process for now")
   mesh = parallel.make_mesh(config.mesh.shape)
-  model = restore.load_model(config, config.ppo.init, mesh)
+  model, processor = restore.load_with_processor(config, config.ppo.init, mesh)
   model_config = model.config
   sft_loop.write_run_files(config, model_config, workdir)
-  processor = processor_lib.from_config(config, model_config,
-                                        restore.tokenizer_source(config, config.ppo.init))
   cfg = ppo.PPOConfig.from_config(config.ppo)
   # Frozen parameters are split out of the trained ones (no gradient, no optimizer state).
   tx = ppo.make_optimizer(dataclasses.replace(cfg, freeze=()))
@@ -179,8 +178,9 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     key = jax.random.fold_in(run_key, step)
     policy = run.policy(state)
     buffer, record = run.buffer(state, policy, carried, jax.random.fold_in(key, 0), timings)
-    trained = float(buffer["attention_mask"].sum()) * cfg.ppo_epochs
-    scored = float(buffer["attention_mask"].sum()) * (2 if cfg.kl_coef else 1)
+    sequence_tokens = float(buffer["attention_mask"].sum())
+    trained = sequence_tokens * cfg.ppo_epochs
+    scored = sequence_tokens * (2 if cfg.kl_coef else 1)
     with timings.phase("update"):
       state, update_metrics = update(state, run.to_device(buffer), jax.random.fold_in(key, 1))
       update_metrics = jax.device_get(update_metrics)
@@ -206,8 +206,5 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
     checkpoints.save(done, state, carried, force=done == total)
     bar.update(1)
-  bar.close()
-  checkpoints.wait()
-  checkpoints.close()
-  writer.close()
+  sft_loop.finish(bar, checkpoints, writer)
   return state

@@ -33,9 +33,6 @@ from jaxrl_gen.sampling import inputs as sampling_inputs
 from jaxrl_gen.text.processor import Processor
 from jaxrl_gen.train import action_span
 
-IMAGE_KEYS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
-
-
 class Timings(collections.defaultdict):
   """Seconds spent per phase ('decode', 'env', 'rescore', 'update', ...)."""
 
@@ -163,7 +160,7 @@ def episode_stats(steps: Sequence[Sequence[batch_lib.Transition]], success_rewar
          "rollout/output_tokens": float(np.mean([len(t.payload.tokens) for t in flat]))}
   episodes = collections.defaultdict(list)
   for t in flat:
-    episodes[t.slot, t.episode].append(t)
+    episodes[t.episode].append(t)
   ended = [e for e in episodes.values() if e[-1].done and e[0].attempt == 0]
   out["rollout/episodes"] = float(len(ended))
   if ended:

@@ -150,10 +150,11 @@ def _legacy(formula: str, numbers: tuple[int, ...], target: int) -> tuple[float,
 
 
 def _python_value(formula: str, max_depth: int):
-  """What the reference's `eval(formula)` gives (int or float), None where it raises."""
+  """The value the reference's Python evaluation of `formula` gives (int or float), None
+  where that evaluation raises; computed by our own parser, nothing is executed."""
   rpn = fm.to_rpn(fm.tokenize(formula))
   if rpn is None or not fm.python_accepts(formula, max_depth):
-    return None  # a SyntaxError under eval
+    return None  # a SyntaxError in Python
   try:
     return fm.evaluate(rpn, fm.number_key)
   except ZeroDivisionError:
