@@ -159,7 +159,7 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       sft.eval_episodes   0 (off): also sample answers for (up to) this many episodes of
                           each config.eval benchmark (config.sampling's generation) at each
                           evaluation and log eval/id/success, parse_rate, ...
-                          (`jaxrl_gen.eval`); single-process runs only.
+                          (`jaxrl_gen.eval`).
   Optimizer (`jaxrl_gen.train.optim`; reference SFT values, `decisions.md`):
       optim.lr            peak learning rate.
       optim.b1, optim.b2  0.9, 0.98.
@@ -212,9 +212,6 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
                           ("log.every", config.log.every, 1),
                           ("sft.eval_episodes", sft.eval_episodes, 0)):
     _check(value >= low, f"config.{key}={value}: must be >= {low}")
-  _check(not sft.eval_episodes or process_count == 1,
-         f"config.sft.eval_episodes={sft.eval_episodes}: sampled evaluation runs in single-"
-         f"process runs only (this run has {process_count} processes); set it to 0")
   _check(sft.batch_size % process_count == 0,
          f"config.sft.batch_size={sft.batch_size}: not divisible by the {process_count} processes")
   _check((sft.batch_size // process_count) % sft.accum == 0,
@@ -261,6 +258,9 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
       ppo.eval_every        5: updates between evaluations (config.eval; 0: never; the last
                             update always evaluates when > 0).
       ppo.rescore_chunk     16: rows per forward of the rollout's re-scoring pass.
+      ppo.length_multiple   64: the buffer's prompt and output lengths are padded up to
+                            multiples of this (they only grow within a run: one compile of
+                            the update per length reached).
       ppo.num_updates       PPO updates in the run (rollout + learn each): the task's value.
       ppo.num_steps         256: transitions (generations) per process per update.
       ppo.gamma             0.9: discount per turn.
@@ -306,6 +306,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.num_envs = 16 if toy else 1
   config.eval_every = 5
   config.rescore_chunk = 16
+  config.length_multiple = 64
   config.gamma = 0.9
   config.gae_lambda = 0.95
   config.bootstrap_truncated = False
@@ -348,8 +349,8 @@ def validate_ppo(config: ml_collections.ConfigDict) -> None:
   """The RL run's sizes: turns of whole batches, buffers that split into micro-batches."""
   p = config.ppo
   for key, low in (("num_updates", 1), ("num_steps", 1), ("num_envs", 1), ("eval_every", 0),
-                   ("rescore_chunk", 1), ("ppo_epochs", 1), ("minibatches", 1),
-                   ("grad_accum", 1)):
+                   ("rescore_chunk", 1), ("length_multiple", 1), ("ppo_epochs", 1),
+                   ("minibatches", 1), ("grad_accum", 1)):
     _check(isinstance(p[key], int) and p[key] >= low,
            f"config.ppo.{key}={p[key]!r}: must be an integer >= {low}")
   _check(p.num_steps % p.num_envs == 0,

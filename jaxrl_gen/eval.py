@@ -276,7 +276,7 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
     bench_key = None if key is None else jax.random.fold_in(key, i)
     transitions = run(policy, bench, batch_size=batch_size or config.eval.batch_size,
                       key=bench_key, progress=progress)
-    if log_dir is not None:
+    if log_dir is not None and jax.process_index() == 0:  # every process ran all episodes
       write_log(os.path.join(log_dir, f"{bench.name}.jsonl"), bench.task, transitions)
     results[bench.name] = dict(score(bench, transitions), task=bench.task,
                                metric=headline(bench.name, bench.task))

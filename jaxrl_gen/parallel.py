@@ -157,6 +157,14 @@ def create_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules: Rules) -> 
   return nnx.merge(graphdef, state)
 
 
+def batch_shards(mesh: Mesh | None, rules: Rules) -> int:
+  """How many ways the logical 'batch' axis is split on `mesh` (1 without a mesh)."""
+  if mesh is None:
+    return 1
+  entry = logical_to_spec(("batch",), rules)[0]
+  return _shards(dict(mesh.shape), entry)
+
+
 def global_batch(local: Any, mesh: Mesh, rules: Rules, axes: Any) -> Any:
   """Assembles per-process host batches into global arrays sharded by logical `axes`
   (a tuple per leaf, e.g. ('batch', 'length')). Single-process: a sharded device_put."""
@@ -181,6 +189,44 @@ def process_local_data(x: jax.Array) -> np.ndarray:
       done.add(at)
       out[tuple(slice(i * n, (i + 1) * n) for i, n in zip(at, block))] = np.asarray(s.data)
   return out
+
+
+def process_allgather(x: np.ndarray) -> np.ndarray:
+  """[processes, *x.shape]: every process's `x` (the same shape on each), on every process."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x[None]
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+  return np.asarray(multihost_utils.process_allgather(x)).reshape(jax.process_count(), *x.shape)
+
+
+def process_max(x: np.ndarray) -> np.ndarray:
+  """The elementwise maximum of `x` over the processes (e.g. buffer shapes they must share)."""
+  return process_allgather(x).max(axis=0)
+
+
+def process_share(n: int) -> slice:
+  """This process's contiguous block of `n` items split as evenly as possible, the first
+  processes taking the extra ones (so with fewer items than processes the last go empty)."""
+  count, me = jax.process_count(), jax.process_index()
+  return slice(-(-n * me // count), -(-n * (me + 1) // count))
+
+
+def allgather_texts(texts: Sequence[str]) -> list[str]:
+  """Every process's strings, concatenated in process order (the counts may differ)."""
+  if jax.process_count() == 1:
+    return list(texts)
+  data = [t.encode("utf-8") for t in texts]
+  sizes = process_allgather(np.array([len(data), max(map(len, data), default=0)], np.int64))
+  rows, width = int(sizes[:, 0].max()), max(int(sizes[:, 1].max()), 1)
+  table = np.zeros((rows, width), np.uint8)
+  lengths = np.zeros(rows, np.int64)
+  for i, d in enumerate(data):
+    table[i, :len(d)] = np.frombuffer(d, np.uint8)
+    lengths[i] = len(d)
+  tables, all_lengths = process_allgather(table), process_allgather(lengths)
+  return [bytes(tables[p, i, :all_lengths[p, i]]).decode("utf-8")
+          for p in range(len(sizes)) for i in range(int(sizes[p, 0]))]
 
 
 def is_main_process() -> bool:

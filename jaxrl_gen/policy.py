@@ -2,8 +2,8 @@
 
     policy = ModelPolicy(model, processor,
                          sampling_kwargs=sampling.kwargs_from_config(config.sampling), mesh=mesh)
-    answers = policy(conversations, key)          # what `eval.evaluate` calls
-    generations = policy.generate(conversations, key)  # what the rollout records
+    answers = policy(conversations, key)          # what `eval.evaluate` calls (replicated)
+    generations = policy.generate(conversations, key)  # what the rollout records (per process)
 
 Each conversation is rendered with the chat template (`Processor.encode_prompt`, the
 reference's `apply_chat_template(..., add_generation_prompt=True)`), its images tiled by the
@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 from flax import nnx
 
-from jaxrl_gen import sampling
+from jaxrl_gen import parallel, sampling
 from jaxrl_gen.envs import core
 from jaxrl_gen.text import images as images_lib
 from jaxrl_gen.text.processor import Processor
@@ -69,7 +70,17 @@ class ModelPolicy:
     return out
 
   def __call__(self, conversations: Sequence[core.Conversation], key) -> list[str]:
-    return [g.text for g in self.generate(conversations, key)]
+    """The answers to `conversations`, which every process passes alike (an evaluation
+    replicates its episodes on each): each process samples its contiguous share, as row
+    offset + j of the whole batch, so the answers do not depend on the process count, and
+    all answers are gathered on every process."""
+    if jax.process_count() == 1:
+      return [g.text for g in self.generate(conversations, key)]
+    share = parallel.process_share(len(conversations))
+    mine = list(conversations[share])
+    # A process with no share still joins the collective call, with a row it drops.
+    texts = [g.text for g in self.generate(mine or list(conversations[:1]), key)]
+    return parallel.allgather_texts(texts if mine else [])
 
   def image_arrays(self, row_images: Sequence[Any]) -> dict | None:
     """The image processor's arrays for one prompt's images (None without images)."""

@@ -9,8 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+import tiny_rl
+from jaxrl_gen import parallel
 from jaxrl_gen import policy as policy_lib
 from jaxrl_gen import sampling
+from jaxrl_gen.envs import batch as envs_batch
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import learner, ppo, rl, rollout
@@ -31,6 +34,11 @@ def _net(value_hidden=(32,)):
   return learner.actor_critic(model, value_hidden, seed=1)
 
 
+def _scorer(graphdef, net):
+  mesh = parallel.make_mesh((1, 1, 1), jax.devices()[:1])
+  return learner.RowScorer(graphdef, mesh, net.model.config.rules)
+
+
 def _action_masks(generations, length):
   spans = [rollout.action_span.Span(np.zeros(len(g.tokens), np.float32),
                                     np.ones(len(g.tokens), np.float32)) for g in generations]
@@ -46,14 +54,15 @@ def test_rescoring_equals_the_samplers_logprobs_and_values():
   buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
   tx = ppo.make_optimizer(ppo.PPOConfig())
   graphdef, state = state_lib.create(net, tx, seed=0)
-  scored = learner.rescore_in_chunks(graphdef, state, buffer, temperature=0.7, thought_coef=0.5,
-                                     chunk=2)
+  scorer = _scorer(graphdef, net)
+  scored = scorer.rescore(state, buffer, temperature=0.7, thought_coef=0.5, chunk=1)
   for i, g in enumerate(gens):
     n = len(g.tokens)
     np.testing.assert_allclose(scored["token_logp"][i, :n], g.logprobs, atol=1e-4)
     assert scored["old_logp"][i] == pytest.approx(float(g.logprobs.sum()), abs=1e-3)
-  values = np.asarray(net.value(np.stack([g.prompt_hidden for g in gens])))
-  np.testing.assert_allclose(scored["old_value"], values, atol=1e-5)
+  hidden = np.stack([g.prompt_hidden for g in gens])
+  np.testing.assert_allclose(scored["old_value"], np.asarray(net.value(hidden)), atol=1e-5)
+  np.testing.assert_allclose(scorer.value(state, hidden), scored["old_value"], atol=1e-5)
 
 
 def test_ppo_learns_to_say_an_even_token():
@@ -77,8 +86,8 @@ def test_ppo_learns_to_say_an_even_token():
     buffer = rollout.sequences(gens, pad_id=0, image_token_id=None)
     buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
     buffer["valid"] = np.ones(len(gens), bool)
-    scored = learner.rescore_in_chunks(graphdef, state, buffer, temperature=1.0,
-                                       thought_coef=cfg.thought_coef, chunk=64)
+    scored = _scorer(graphdef, net).rescore(state, buffer, temperature=1.0,
+                                            thought_coef=cfg.thought_coef, chunk=64)
     advantages, returns = ppo.compute_advantages(
         rewards[None], scored["old_value"][None], np.ones((1, 64), bool),
         np.zeros((1, 64), bool), np.zeros(64, np.float32), cfg)
@@ -95,30 +104,12 @@ def nnx_model(graphdef, state):
   return nnx.merge(graphdef, state.params, state.frozen, state.rest).model
 
 
-def _rl_config(repo_root):
-  import importlib.util  # noqa: PLC0415
-
-  spec = importlib.util.spec_from_file_location("gp_config", repo_root / "configs" / "gp.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("l,rl,tiny-text")
-  with config.unlocked():
-    config.ppo.num_updates, config.ppo.num_steps, config.ppo.num_envs = 2, 8, 4
-    config.ppo.grad_accum, config.ppo.eval_every = 2, 0
-    config.ppo.value_hidden = (16,)
-    config.sampling.max_new_tokens = 6
-    config.sampling.temperature = 1.0
-    config.checkpoint.every, config.checkpoint.async_save = 1, False
-    config.log.progress = config.log.tensorboard = False
-  return config
-
-
 class _Killed(Exception):
   pass
 
 
 def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
-  config = _rl_config(repo_root)
+  config = tiny_rl.config(repo_root)
   rl.run_rl(config, str(tmp_path / "whole"))
 
   save = checkpoint_lib.Checkpointer.save
@@ -147,3 +138,21 @@ def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
       if not key.startswith("time/"):
         assert a[key] == b[key], (a["step"], key)
   assert os.path.isdir(tmp_path / "killed" / "checkpoints" / "2")
+
+
+def test_rollout_success_counts_episodes_that_started_in_an_earlier_rollout():
+  """An episode ending here counts wherever it started; counting only those that also
+  started here would see the short (successful) ones alone."""
+  def step(episode, attempt, reward, done, slot):
+    gen = policy_lib.Generation(np.zeros(3, np.int32), None, np.zeros(2, np.int32),
+                                np.zeros(2, np.float32), np.zeros(4, np.float32), True, "")
+    return envs_batch.Transition(episode, attempt, slot, [], "", reward, reward == 5.0,
+                                 done and reward != 5.0, None, {}, gen)
+  steps = [[step(0, 3, -1.0, False, 0), step(1, 0, 5.0, True, 1)],   # slot 0: attempts 4, 5
+           [step(0, 4, -1.0, True, 0), step(2, 0, -1.0, False, 1)]]  # end in failure (forced)
+  stats = rollout.episode_stats(rollout.stat_table(steps, 5.0))
+  assert stats["rollout/episodes"] == 2 and stats["rollout/success"] == 0.5
+  assert stats["rollout/episode_length"] == 3.0  # (5 + 1) / 2
+  assert stats["rollout/first_attempt_success"] == 0.5
+  assert stats["rollout/generations"] == 4 and stats["rollout/tokens"] == 4 * 5
+  assert "rollout/success" not in rollout.episode_stats(rollout.stat_table(steps, None))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from typing import Any, Sequence
 
 import jax
@@ -55,14 +54,6 @@ class Result:
 _PROGRAMS: dict[tuple, Any] = {}
 
 
-def _batch_shards(mesh: Mesh | None, rules) -> int:
-  if mesh is None:
-    return 1
-  entry = parallel.logical_to_spec(("batch",), rules)[0]
-  entry = entry if isinstance(entry, tuple) else (entry,)
-  return math.prod(dict(mesh.shape)[a] for a in entry if a is not None)
-
-
 _AXES = {"ids": ("batch", "length"), "mask": ("batch", "length"), "live": ("batch",),
          "row": ("batch",),
          "eos": (None,),
@@ -91,6 +82,8 @@ def _program(graphdef: nnx.GraphDef, state: nnx.State, rules, static: loop.Stati
     def sharding(name, shape=None):
       if shape is None:
         return NamedSharding(mesh, parallel.logical_to_spec(_AXES[name], rules))
+      if _AXES[name][0] == "batch":  # each process holds its equal share of the rows
+        shape = (shape[0] * jax.process_count(), *shape[1:])
       return parallel.sharding_for(shape, _AXES[name], mesh, rules, name)
     replicated = NamedSharding(mesh, PartitionSpec())
     outs = ["tokens", "logprobs", "lengths", "finished", "prompt_hidden"]
@@ -207,7 +200,7 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
 
   processes = jax.process_count()
   total = inputs_lib.bucket(processes * layout.rows, batch_buckets,
-                            _batch_shards(mesh, config.rules))
+                            parallel.batch_shards(mesh, config.rules))
   rows = total // processes  # this process's rows, padded
   length = inputs_lib.bucket(layout.longest, prompt_buckets)
   ids, mask = inputs_lib.left_pad(prompts, length, rows, pad_id)

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxrl_gen import parallel
 from jaxrl_gen.models import mllama
 from jaxrl_gen.train import loop, ppo
 from jaxrl_gen.train.sft import MODEL_INPUTS
@@ -71,31 +72,76 @@ def score_fn(graphdef: nnx.GraphDef, state: TrainState, cfg: ppo.PPOConfig, temp
   return fn
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "thought_coef"))
+# Every row array of a buffer and its logical axes (rows over the data shards).
+ROW_AXES = {**SEQUENCE_AXES, "thought_mask": ("batch", None), "action_mask": ("batch", None),
+            "ref_token_logp": ("batch", None)}
+
+
+def _rows_constrained(tree: dict, rules) -> dict:
+  """Outputs sharded by rows like the inputs, so each process can read back its own rows."""
+  return {k: parallel.constrain(v, ("batch",) + (None,) * (v.ndim - 1), rules)
+          for k, v in tree.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "thought_coef", "rules"))
 def rescore(graphdef: nnx.GraphDef, params, frozen, rest, batch: dict, *, temperature: float,
-            thought_coef: float) -> dict:
+            thought_coef: float, rules=()) -> dict:
   """The rollout's no-grad pass: old sequence log-prob, value and token log-probs (the KL's
   reference when the parameters are the reference model's)."""
   token_logp, value = score(graphdef, params, frozen, rest, batch, temperature=temperature)
   seq_logp, _ = ppo.sequence_logprob(token_logp, batch["thought_mask"], batch["action_mask"],
                                      batch["constant_logp"], thought_coef)
-  return {"old_logp": seq_logp, "old_value": value, "token_logp": token_logp}
+  return _rows_constrained({"old_logp": seq_logp, "old_value": value, "token_logp": token_logp},
+                           rules)
 
 
-def rescore_in_chunks(graphdef, state: TrainState, buffer: dict, *, temperature: float,
-                      thought_coef: float, chunk: int, params=None) -> dict:
-  """`rescore` over the buffer `chunk` rows at a time (bounded activation memory); host
-  arrays out. `params` defaults to the state's trained parameters."""
-  params = state.params if params is None else params
-  keys = [k for k in (*SEQUENCE_AXES, "thought_mask", "action_mask", "constant_logp")
-          if k in buffer]
-  n = len(buffer["input_ids"])
-  parts = []
-  for start in range(0, n, chunk):
-    rows = {k: jnp.asarray(buffer[k][start:start + chunk]) for k in keys}
-    parts.append(jax.device_get(rescore(graphdef, params, state.frozen, state.rest, rows,
-                                        temperature=temperature, thought_coef=thought_coef)))
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+@functools.partial(jax.jit, static_argnames=("graphdef", "rules"))
+def _value(graphdef: nnx.GraphDef, params, frozen, rest, hidden, rules=()):
+  net = nnx.merge(graphdef, params, frozen, rest)
+  return _rows_constrained({"value": net.value(hidden)}, rules)
+
+
+class RowScorer:
+  """The no-grad passes over this process's rows, run as one global batch over every
+  process's rows (the same number on each) and read back per process.
+
+  Single-process runs are the same code: the global batch is the local one."""
+
+  def __init__(self, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, rules):
+    self.graphdef, self.mesh, self.rules = graphdef, mesh, tuple(rules)
+
+  def _run(self, fn, rows: dict, axes: dict, *args, **kwargs) -> dict:
+    # Pad the rows (with copies of the first) to what this process's batch shards split.
+    n = len(next(iter(rows.values())))
+    multiple = max(1, parallel.batch_shards(self.mesh, self.rules) // jax.process_count())
+    pad = -n % multiple
+    rows = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) if pad else v
+            for k, v in rows.items()}
+    with jax.set_mesh(self.mesh):
+      batch = parallel.global_batch(rows, self.mesh, self.rules, axes)
+      out = fn(self.graphdef, *args, batch, rules=self.rules, **kwargs)
+    return {k: parallel.process_local_data(v)[:n] for k, v in out.items()}
+
+  def rescore(self, state: TrainState, buffer: dict, *, temperature: float, thought_coef: float,
+              chunk: int, params=None) -> dict:
+    """`rescore` over the buffer `chunk` rows at a time (bounded activation memory); host
+    arrays of this process's rows. `params` defaults to the state's trained parameters."""
+    params = state.params if params is None else params
+    keys = [k for k in (*SEQUENCE_AXES, "thought_mask", "action_mask", "constant_logp")
+            if k in buffer]
+    axes = {k: ROW_AXES.get(k, ("batch",)) for k in keys}
+    parts = []
+    for start in range(0, len(buffer["input_ids"]), chunk):
+      rows = {k: np.asarray(buffer[k][start:start + chunk]) for k in keys}
+      parts.append(self._run(rescore, rows, axes, params, state.frozen, state.rest,
+                             temperature=temperature, thought_coef=thought_coef))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def value(self, state: TrainState, hidden: np.ndarray) -> np.ndarray:
+    """The value head on hidden states [B, hidden] (e.g. the bootstrap states')."""
+    return self._run(lambda g, p, f, r, h, rules: _value(g, p, f, r, h["hidden"], rules),
+                     {"hidden": np.asarray(hidden, np.float32)}, {"hidden": ("batch", None)},
+                     state.params, state.frozen, state.rest)["value"]
 
 
 def jit_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: ppo.PPOConfig,

@@ -10,6 +10,13 @@ last turn as bootstrap, then the jitted update. Episodes cross update boundaries
 reference's do; the episodes in flight are checkpointed with the train state (per process),
 so a killed run resumes exactly: the same episodes, keys and parameters.
 
+Multi-process: each process steps its own episodes (its own stream) and samples its own
+rows; the processes agree on the buffer's (P, L), and the re-scoring, the bootstrap value
+and the update each run over every process's rows as one global batch
+(`make_array_from_process_local_data`), each process reading back its own rows. Rollout
+metrics are gathered from all processes; evaluation replicates its episodes on every process
+and splits each turn's sampling between them (`ModelPolicy.__call__`).
+
 Compute is counted as the paper does (`reference.md` §6): `train/flops` = 6 N D_RL + 2 N
 D_buffer, D_RL the tokens of the PPO passes with gradients (sequence tokens x epochs), and
 D_buffer the tokens the rollout runs forward (prompts and outputs) plus the re-scoring's.
@@ -38,8 +45,6 @@ from jaxrl_gen.train import state as state_lib
 
 # Buffer keys that are [T, B] (returns), not rows.
 TIME_MAJOR = ("rewards", "terminated", "truncated")
-ROW_AXES = dict(learner.SEQUENCE_AXES, thought_mask=("batch", None), action_mask=("batch", None),
-                ref_token_logp=("batch", None))
 
 
 class RolloutState:
@@ -62,14 +67,6 @@ class RolloutState:
 
   def start_prefetch(self):  # what the checkpoint handler calls after a restore
     pass
-
-
-def _value(graphdef: nnx.GraphDef, params, frozen, rest, hidden):
-  net = nnx.merge(graphdef, params, frozen, rest)
-  return net.value(hidden)
-
-
-_value_jit = jax.jit(_value, static_argnums=0)
 
 
 @dataclasses.dataclass
@@ -95,29 +92,35 @@ class Trainer:
     return ModelPolicy(net.model, self.processor, mesh=self.mesh,
                        sampling_kwargs=sampling.kwargs_from_config(self.config.sampling))
 
+  @property
+  def scorer(self) -> learner.RowScorer:
+    return learner.RowScorer(self.graphdef, self.mesh, self.rules)
+
   def buffer(self, state, policy: ModelPolicy, carried: RolloutState, key, timings
              ) -> tuple[dict, dict]:
-    """One rollout as the update's buffer (host arrays), and its metrics."""
+    """One rollout of this process's episodes as its part of the update's buffer (host
+    arrays), and the metrics of every process's rollout."""
     config, cfg, runner = self.config, self.cfg, carried.runner
     turns = config.ppo.num_steps // config.ppo.num_envs
     steps = rollout.collect(policy, runner, turns, key, timings)
     with timings.phase("rescore"):
+      multiple = config.ppo.length_multiple
+      needed = rollout.buffer_shape([t.payload for step in steps for t in step], multiple)
+      # Every process's rows join one global batch: the (P, L) of the longest anywhere.
+      carried.shape = tuple(int(n) for n in parallel.process_max(
+          np.maximum(needed, carried.shape)))
       buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
-                                 task=config.task,
-                                 prompt_buckets=tuple(config.sampling.prompt_buckets),
+                                 task=config.task, multiple=multiple,
                                  min_shape=carried.shape)
-      output = buffer["output_ids"].shape[1]
-      carried.shape = (buffer["input_ids"].shape[1] - output, output)
       common = dict(temperature=self.temperature, thought_coef=cfg.thought_coef,
                     chunk=config.ppo.rescore_chunk)
-      scored = learner.rescore_in_chunks(self.graphdef, state, buffer, **common)
+      scored = self.scorer.rescore(state, buffer, **common)
       if cfg.kl_coef:
-        buffer["ref_token_logp"] = learner.rescore_in_chunks(
-            self.graphdef, state, buffer, params=self.ref_params, **common)["token_logp"]
+        buffer["ref_token_logp"] = self.scorer.rescore(
+            state, buffer, params=self.ref_params, **common)["token_logp"]
       bootstrap = policy.generate(runner.conversations(), jax.random.fold_in(key, turns),
                                   max_new_tokens=1)
-      next_value = _value_jit(self.graphdef, state.params, state.frozen, state.rest,
-                              jnp.asarray(np.stack([g.prompt_hidden for g in bootstrap])))
+      next_value = self.scorer.value(state, np.stack([g.prompt_hidden for g in bootstrap]))
       shape = buffer["rewards"].shape
       advantages, returns = ppo.compute_advantages(
           buffer["rewards"], scored["old_value"].reshape(shape), buffer["terminated"],
@@ -126,24 +129,19 @@ class Trainer:
                   advantages=np.asarray(advantages).reshape(-1),
                   returns=np.asarray(returns).reshape(-1))
     success = eval_lib.GP_SUCCESS_REWARD if config.task == "gp" else None
-    stats = rollout.episode_stats(steps, success)
-    stats["rollout/tokens"] = float(sum(len(t.payload.prompt_ids) + len(t.payload.tokens)
-                                        for step in steps for t in step))
-    return buffer, stats
+    table = parallel.process_allgather(rollout.stat_table(steps, success))
+    return buffer, rollout.episode_stats(table.reshape(-1, table.shape[-1]))
 
   def to_device(self, buffer: dict) -> dict:
     """The rows of every process as one global batch (rows over the data shards)."""
     rows = {k: v for k, v in buffer.items() if k not in TIME_MAJOR}
-    axes = {k: ROW_AXES.get(k, ("batch",) + (None,) * (np.ndim(v) - 1)) for k, v in rows.items()}
+    axes = {k: learner.ROW_AXES.get(k, ("batch",) + (None,) * (np.ndim(v) - 1))
+            for k, v in rows.items()}
     return parallel.global_batch(rows, self.mesh, self.rules, axes)
 
 
 def run_rl(config, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) the PPO run of `config` in `workdir`; returns the final state."""
-  if jax.process_count() > 1:
-    # Sampling and the update are multi-process; the re-scoring pass and the bootstrap value
-    # still read process-local rows, and the buffers' shapes are not yet agreed across hosts.
-    raise NotImplementedError("jaxrl-gen train (mode rl) runs in a single process for now")
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.ppo.init, mesh)
   model_config = model.config
@@ -178,7 +176,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     key = jax.random.fold_in(run_key, step)
     policy = run.policy(state)
     buffer, record = run.buffer(state, policy, carried, jax.random.fold_in(key, 0), timings)
-    sequence_tokens = float(buffer["attention_mask"].sum())
+    sequence_tokens = float(parallel.process_allgather(buffer["attention_mask"].sum()).sum())
     trained = sequence_tokens * cfg.ppo_epochs
     scored = sequence_tokens * (2 if cfg.kl_coef else 1)
     with timings.phase("update"):

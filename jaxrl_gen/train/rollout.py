@@ -98,17 +98,24 @@ def legacy_pattern(processor: Processor) -> list[int]:
 # --- The buffer -----------------------------------------------------------------------------
 
 
+def buffer_shape(generations: Sequence[Generation], multiple: int = 64) -> tuple[int, int]:
+  """(P, L) the rows of `generations` need: the longest prompt and the longest output, each
+  rounded up to a multiple of `multiple` (finer than the sampler's power-of-two buckets: the
+  update's cost grows with the padded length)."""
+  def up(n: int) -> int:
+    return -(-max(n, 1) // multiple) * multiple
+  return (up(max(len(g.prompt_ids) for g in generations)),
+          up(max(len(g.tokens) for g in generations)))
+
+
 def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: int | None,
-              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS,
-              min_shape: tuple[int, int] = (0, 0)) -> dict:
+              multiple: int = 64, min_shape: tuple[int, int] = (0, 0)) -> dict:
   """[prompt; output] rows of a batch of generations: `input_ids`, `attention_mask`, the
   output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays.
-  P and L are buckets (the prompt buckets; powers of two) and at least `min_shape`."""
+  P and L are `buffer_shape`'s, and at least `min_shape`."""
   n = len(generations)
-  prompt_len = max(min_shape[0], sampling_inputs.bucket(
-      max(len(g.prompt_ids) for g in generations), prompt_buckets))
-  output_len = max(min_shape[1], sampling_inputs.token_bucket(
-      max(max(len(g.tokens) for g in generations), 1)))
+  prompt_len, output_len = (int(n) for n in np.maximum(buffer_shape(generations, multiple),
+                                                         min_shape))
   ids = np.full((n, prompt_len + output_len), pad_id, np.int32)
   mask = np.zeros_like(ids)
   for i, g in enumerate(generations):
@@ -129,16 +136,14 @@ def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: in
 
 
 def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
-              rule: str, task: str,
-              prompt_buckets: Sequence[int] = sampling_inputs.PROMPT_BUCKETS,
+              rule: str, task: str, multiple: int = 64,
               min_shape: tuple[int, int] = (0, 0)) -> dict:
   """The host arrays of a rollout: model inputs and masks [N, ...] (time-major rows), and
   `rewards`, `terminated`, `truncated` [T, B] for the returns. A run passes the largest
-  (P, L) it has used as `min_shape`, so its update compiles once per bucket reached."""
+  (P, L) it has used as `min_shape`, so its update compiles once per shape reached."""
   flat = [t for step in steps for t in step]
   generations = [t.payload for t in flat]
-  buffer = sequences(generations, processor.ids.pad, processor.ids.image, prompt_buckets,
-                     min_shape)
+  buffer = sequences(generations, processor.ids.pad, processor.ids.image, multiple, min_shape)
   pattern = legacy_pattern(processor) if rule == "legacy" else ()
   spans = [span(processor, g, rule, task, pattern) for g in generations]
   buffer.update(action_span.stack(spans, buffer["output_ids"].shape[1]))
@@ -150,23 +155,41 @@ def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Proces
   return buffer
 
 
-def episode_stats(steps: Sequence[Sequence[batch_lib.Transition]], success_reward: float | None
-                  ) -> dict[str, float]:
-  """Rollout metrics: mean reward per generation, and over the episodes that ended in the
-  buffer, their number, mean length, mean return and (GP) success rate."""
+# Per-transition numbers the rollout metrics are computed from (a table, so processes can
+# gather theirs into one).
+STAT_COLUMNS = ("reward", "done", "success", "attempt", "finished", "output_tokens", "tokens")
+
+
+def stat_table(steps: Sequence[Sequence[batch_lib.Transition]], success_reward: float | None
+               ) -> np.ndarray:
+  """[N, len(STAT_COLUMNS)] float64: one row per transition (success: the reward is GP's
+  success reward; NaN for tasks without one)."""
   flat = [t for step in steps for t in step]
-  out = {"rollout/reward": float(np.mean([t.reward for t in flat])),
-         "rollout/finished_outputs": float(np.mean([t.payload.finished for t in flat])),
-         "rollout/output_tokens": float(np.mean([len(t.payload.tokens) for t in flat]))}
-  episodes = collections.defaultdict(list)
-  for t in flat:
-    episodes[t.episode].append(t)
-  ended = [e for e in episodes.values() if e[-1].done and e[0].attempt == 0]
-  out["rollout/episodes"] = float(len(ended))
-  if ended:
-    out["rollout/episode_length"] = float(np.mean([len(e) for e in ended]))
-    out["rollout/episode_return"] = float(np.mean([sum(t.reward for t in e) for e in ended]))
-    if success_reward is not None:
-      out["rollout/success"] = float(np.mean(
-          [any(t.reward == success_reward for t in e) for e in ended]))
+  return np.array([(t.reward, t.done,
+                    np.nan if success_reward is None else t.reward == success_reward,
+                    t.attempt, t.payload.finished, len(t.payload.tokens),
+                    len(t.payload.prompt_ids) + len(t.payload.tokens)) for t in flat],
+                  np.float64).reshape(len(flat), len(STAT_COLUMNS))
+
+
+def episode_stats(table: np.ndarray) -> dict[str, float]:
+  """Rollout metrics of a `stat_table`: mean reward per generation, and over the episodes
+  that ended in this rollout (wherever they started: episodes cross update boundaries), their
+  number, mean length and (GP) success rate; the success of first attempts alone."""
+  col = {name: table[:, i] for i, name in enumerate(STAT_COLUMNS)}
+  out = {"rollout/generations": float(len(table)),
+         "rollout/reward": float(col["reward"].mean()),
+         "rollout/finished_outputs": float(col["finished"].mean()),
+         "rollout/output_tokens": float(col["output_tokens"].mean()),
+         "rollout/tokens": float(col["tokens"].sum())}
+  ended = col["done"] > 0
+  out["rollout/episodes"] = float(ended.sum())
+  if ended.any():
+    out["rollout/episode_length"] = float((col["attempt"][ended] + 1).mean())
+  if not np.isnan(col["success"]).any():
+    if ended.any():
+      out["rollout/success"] = float(col["success"][ended].mean())
+    first = col["attempt"] == 0
+    if first.any():
+      out["rollout/first_attempt_success"] = float(col["success"][first].mean())
   return out
