@@ -274,6 +274,10 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
       ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
                             it); > 0 needs a scorer that returns token entropies.
       ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
+      ppo.rollout_temperature  None: the rollouts' sampling temperature (their log-probs and
+                            the PPO ratios are taken at it); None: config.sampling.temperature,
+                            as the reference (0.2). Evaluation always samples as
+                            config.sampling says.
       ppo.thought_coef      0.5: weight of the thought tokens in the sequence log-prob.
       ppo.action_span       'field': the action tokens are the answer field (`"formula": ...`) found
                             on the decoded text, every output token scored | 'legacy': the
@@ -315,6 +319,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.value_coef = 0.5
   config.entropy_coef = 0.0
   config.kl_coef = 0.0
+  config.rollout_temperature = ml_collections.config_dict.placeholder(float)
   config.thought_coef = 0.5
   config.action_span = "field"
   config.ratio_rule = True
@@ -360,6 +365,9 @@ def validate_ppo(config: ml_collections.ConfigDict) -> None:
          f"config.ppo.num_steps={p.num_steps} does not split into ppo.minibatches="
          f"{p.minibatches} x ppo.grad_accum={p.grad_accum} micro-batches")
   _one_of(config, "ppo.action_span", ("field", "legacy"))
+  _check(p.rollout_temperature is None or p.rollout_temperature > 0,
+         f"config.ppo.rollout_temperature={p.rollout_temperature}: must be > 0 (PPO needs the"
+         " sampled tokens' log-probs) or None")
 
 
 def sampling_config(toy: bool = False) -> ml_collections.ConfigDict:

@@ -15,9 +15,9 @@ import os
 import pathlib
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-os.environ["JAX_PLATFORMS"] = "cpu"
-os.environ["HF_HUB_OFFLINE"] = "1"
+if __name__ == "__main__":  # a worker: 4 CPU devices of its own, set before JAX loads
+  os.environ.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+                    HF_HUB_OFFLINE="1")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -32,26 +32,36 @@ def eval_config(config):
   return config
 
 
-def main(process_id: int, port: int, out_dir: str):
-  parallel.initialize_distributed("manual", f"127.0.0.1:{port}", 2, process_id)
+def eval_answers(config) -> list[str]:
+  """The answers of the randomly initialised policy on `config`'s first benchmark."""
   import jax  # noqa: PLC0415
 
-  import tiny_rl  # noqa: PLC0415  (beside this file)
   from jaxrl_gen import eval as eval_lib, sampling  # noqa: PLC0415
   from jaxrl_gen.policy import ModelPolicy  # noqa: PLC0415
-  from jaxrl_gen.train import restore, rl  # noqa: PLC0415
+  from jaxrl_gen.train import restore  # noqa: PLC0415
 
-  assert jax.process_count() == 2 and jax.device_count() == 8
-  config = eval_config(tiny_rl.config(ROOT))
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, "", mesh)
   policy = ModelPolicy(model, processor, mesh=mesh,
                        sampling_kwargs=sampling.kwargs_from_config(config.sampling))
   transitions = eval_lib.run(policy, eval_lib.benchmarks(config)[0],
                              batch_size=config.eval.batch_size, key=jax.random.key(7))
+  return [t.answer for t in transitions]
+
+
+def main(process_id: int, port: int, out_dir: str):
+  parallel.initialize_distributed("manual", f"127.0.0.1:{port}", 2, process_id)
+  import jax  # noqa: PLC0415
+
+  import tiny_rl  # noqa: PLC0415  (beside this file)
+  from jaxrl_gen.train import rl  # noqa: PLC0415
+
+  assert jax.process_count() == 2 and jax.device_count() == 8
+  config = eval_config(tiny_rl.config(ROOT))
+  answers = eval_answers(config)
   if process_id == 0:
     with open(os.path.join(out_dir, "eval_answers.json"), "w") as f:
-      json.dump([t.answer for t in transitions], f)
+      json.dump(answers, f)
 
   workdir = os.path.join(out_dir, "run")
   first = rl.run_rl(config, workdir)

@@ -401,3 +401,9 @@ def test_config_sections(repo_root, name, updates):
   config.ppo.action_span = "tokens"
   with pytest.raises(config_lib.ConfigError, match=r"config.ppo.action_span='tokens'"):
     config_lib.validate(config)
+  config.ppo.action_span, config.ppo.rollout_temperature = "field", 0.0
+  with pytest.raises(config_lib.ConfigError, match=r"config.ppo.rollout_temperature=0.0"):
+    config_lib.validate(config)
+  config.ppo.length_multiple = 0
+  with pytest.raises(config_lib.ConfigError, match=r"config.ppo.length_multiple=0"):
+    config_lib.validate(config)

@@ -156,3 +156,25 @@ def test_rollout_success_counts_episodes_that_started_in_an_earlier_rollout():
   assert stats["rollout/first_attempt_success"] == 0.5
   assert stats["rollout/generations"] == 4 and stats["rollout/tokens"] == 4 * 5
   assert "rollout/success" not in rollout.episode_stats(rollout.stat_table(steps, None))
+
+
+def test_buffer_rows_pad_to_the_shape_every_process_agreed():
+  """Rows are padded to multiples of `multiple`, and at least to `min_shape` (the largest
+  (P, L, image slots) any process needs); output positions see what the last prompt token
+  saw in the cross-attention mask."""
+  def gen(prompt, n_out, images):
+    arrays = {"pixel_values": np.ones((1, images, 2, 3, 4, 4), np.float32),
+              "aspect_ratio_ids": np.ones((1, images), np.int32),
+              "aspect_ratio_mask": np.ones((1, images, 2), np.int32)}
+    return policy_lib.Generation(np.asarray(prompt, np.int32), arrays,
+                                 np.arange(3, 3 + n_out, dtype=np.int32),
+                                 np.zeros(n_out, np.float32), np.zeros(4, np.float32), True, "")
+  gens = [gen([9, 5, 6], 3, 1), gen([5, 9, 6, 7, 8], 70, 1)]
+  assert rollout.buffer_shape(gens, multiple=4) == (8, 72, 1)
+  rows = rollout.sequences(gens, pad_id=0, image_token_id=9, multiple=4, min_shape=(12, 8, 2))
+  assert rows["input_ids"].shape == (2, 12 + 72) and rows["pixel_values"].shape[:2] == (2, 2)
+  np.testing.assert_array_equal(rows["input_ids"][0, 9:15], [9, 5, 6, 3, 4, 5])
+  cross = rows["cross_attention_mask"]
+  assert cross.shape == (2, 84, 2, 2) and not cross[:, :, 1].any()  # the agreed empty slot
+  np.testing.assert_array_equal(cross[0, 12:], np.broadcast_to(cross[0, 11], (72, 2, 2)))
+  assert cross[0, 11, 0].all() and not cross[0, 8, 0].any()  # from the image token on

@@ -49,13 +49,13 @@ TIME_MAJOR = ("rewards", "terminated", "truncated")
 
 class RolloutState:
   """What a rollout carries from one update to the next: the lock-step episodes in flight and
-  the largest buffer (prompt, output) lengths so far. Checkpointed as the per-process data
-  item (`get_state` bytes at save, `set_state` at restore); the pickle is this run's own file
-  in its own workdir."""
+  the largest buffer shape so far (prompt, output, image slots). Checkpointed as the
+  per-process data item (`get_state` bytes at save, `set_state` at restore); the pickle is
+  this run's own file in its own workdir."""
 
   def __init__(self, runner: batch_lib.LockstepEpisodes):
     self.runner = runner
-    self.shape = (0, 0)
+    self.shape = (0, 0, 0)
 
   def get_state(self) -> bytes:
     state = (self.runner.next_episode, self.runner.slots, self.shape)
@@ -85,12 +85,20 @@ class Trainer:
 
   @property
   def temperature(self) -> float:
-    return float(self.config.sampling.temperature)
+    """The rollouts' sampling temperature, which their log-probs are taken at."""
+    rollout_temperature = self.config.ppo.rollout_temperature
+    if rollout_temperature is None:
+      return float(self.config.sampling.temperature)
+    return float(rollout_temperature)
 
-  def policy(self, state: state_lib.TrainState) -> ModelPolicy:
+  def policy(self, state: state_lib.TrainState, *, evaluation: bool = False) -> ModelPolicy:
+    """The state's policy: sampling as the rollouts do, or as `config.sampling` says
+    (`evaluation`)."""
     net = nnx.merge(self.graphdef, state.params, state.frozen, state.rest)
-    return ModelPolicy(net.model, self.processor, mesh=self.mesh,
-                       sampling_kwargs=sampling.kwargs_from_config(self.config.sampling))
+    kwargs = sampling.kwargs_from_config(self.config.sampling)
+    if not evaluation:
+      kwargs["temperature"] = self.temperature
+    return ModelPolicy(net.model, self.processor, mesh=self.mesh, sampling_kwargs=kwargs)
 
   @property
   def scorer(self) -> learner.RowScorer:
@@ -106,7 +114,8 @@ class Trainer:
     with timings.phase("rescore"):
       multiple = config.ppo.length_multiple
       needed = rollout.buffer_shape([t.payload for step in steps for t in step], multiple)
-      # Every process's rows join one global batch: the (P, L) of the longest anywhere.
+      # Every process's rows join one global batch: the (P, L, image slots) of the largest
+      # anywhere.
       carried.shape = tuple(int(n) for n in parallel.process_max(
           np.maximum(needed, carried.shape)))
       buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
@@ -194,7 +203,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
     every = config.ppo.eval_every
     if every and (done % every == 0 or done == total):
       with timings.phase("eval"):
-        results = eval_lib.evaluate(run.policy(state), config,
+        results = eval_lib.evaluate(run.policy(state, evaluation=True), config,
                                     log_dir=os.path.join(workdir, "eval", str(done)),
                                     key=jax.random.fold_in(key, 2))
       record.update(eval_lib.flat_metrics(results))

@@ -98,24 +98,27 @@ def legacy_pattern(processor: Processor) -> list[int]:
 # --- The buffer -----------------------------------------------------------------------------
 
 
-def buffer_shape(generations: Sequence[Generation], multiple: int = 64) -> tuple[int, int]:
-  """(P, L) the rows of `generations` need: the longest prompt and the longest output, each
-  rounded up to a multiple of `multiple` (finer than the sampler's power-of-two buckets: the
-  update's cost grows with the padded length)."""
+def buffer_shape(generations: Sequence[Generation], multiple: int = 64
+                 ) -> tuple[int, int, int]:
+  """(P, L, image slots) the rows of `generations` need: the longest prompt and the longest
+  output, each rounded up to a multiple of `multiple` (finer than the sampler's power-of-two
+  buckets: the update's cost grows with the padded length), and the most images of a row."""
   def up(n: int) -> int:
     return -(-max(n, 1) // multiple) * multiple
+  slots = max((np.shape(g.image_arrays["aspect_ratio_ids"])[1] for g in generations
+               if g.image_arrays is not None), default=0)
   return (up(max(len(g.prompt_ids) for g in generations)),
-          up(max(len(g.tokens) for g in generations)))
+          up(max(len(g.tokens) for g in generations)), slots)
 
 
 def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: int | None,
-              multiple: int = 64, min_shape: tuple[int, int] = (0, 0)) -> dict:
+              multiple: int = 64, min_shape: tuple[int, int, int] = (0, 0, 0)) -> dict:
   """[prompt; output] rows of a batch of generations: `input_ids`, `attention_mask`, the
   output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays.
-  P and L are `buffer_shape`'s, and at least `min_shape`."""
+  P, L and the image slots are `buffer_shape`'s, and at least `min_shape`."""
   n = len(generations)
-  prompt_len, output_len = (int(n) for n in np.maximum(buffer_shape(generations, multiple),
-                                                         min_shape))
+  prompt_len, output_len, slots = (int(n) for n in np.maximum(
+      buffer_shape(generations, multiple), min_shape))
   ids = np.full((n, prompt_len + output_len), pad_id, np.int32)
   mask = np.zeros_like(ids)
   for i, g in enumerate(generations):
@@ -127,7 +130,8 @@ def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: in
   rows = [g.image_arrays for g in generations]
   if any(r is not None for r in rows):
     images = sampling_inputs.ImageInputs.from_rows(rows)
-    arrays = images.padded([g.prompt_ids for g in generations], prompt_len, n, image_token_id)
+    arrays = images.padded([g.prompt_ids for g in generations], prompt_len, n, image_token_id,
+                           slots)
     cross = np.zeros(ids.shape + arrays["cross_attention_mask"].shape[2:], np.int32)
     cross[:, :prompt_len] = arrays.pop("cross_attention_mask")
     cross[:, prompt_len:] = cross[:, prompt_len - 1:prompt_len]  # outputs see what the prompt's
@@ -137,10 +141,11 @@ def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: in
 
 def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
               rule: str, task: str, multiple: int = 64,
-              min_shape: tuple[int, int] = (0, 0)) -> dict:
+              min_shape: tuple[int, int, int] = (0, 0, 0)) -> dict:
   """The host arrays of a rollout: model inputs and masks [N, ...] (time-major rows), and
   `rewards`, `terminated`, `truncated` [T, B] for the returns. A run passes the largest
-  (P, L) it has used as `min_shape`, so its update compiles once per shape reached."""
+  (P, L, image slots) it has used as `min_shape`, so its update compiles once per shape
+  reached."""
   flat = [t for step in steps for t in step]
   generations = [t.payload for t in flat]
   buffer = sequences(generations, processor.ids.pad, processor.ids.image, multiple, min_shape)
