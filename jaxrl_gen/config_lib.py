@@ -292,6 +292,9 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
       ppo.lr                Adam's initial learning rate: the task's value.
       ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
                             (num_updates x ppo_epochs x minibatches).
+      ppo.value_lr          None: the value head's own peak learning rate (same cosine shape;
+                            e.g. a critic learning from scratch under a small policy lr);
+                            None: ppo.lr for all parameters, as the reference.
       ppo.adam_eps          1e-7: Adam epsilon (no weight decay).
       ppo.max_grad_norm     None: global-norm gradient clipping off; a float clips.
       ppo.value_hidden      (1024, 512): hidden sizes of the value head MLP (ReLU) on the last
@@ -328,6 +331,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.grad_accum = 2 if toy else 128
   config.lr = 1e-5 if toy else lr
   config.end_lr = 1e-9
+  config.value_lr = ml_collections.config_dict.placeholder(float)
   config.adam_eps = 1e-7
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)
   config.value_hidden = (256, 128) if toy else (1024, 512)

@@ -242,18 +242,19 @@ FEATURES, HIDDEN, VOCAB, LENGTH, SIZE = 6, 8, 7, 5, 8
 
 
 class Toy(nnx.Module):
-  """A 'backbone' over fixed per-position features, an LM head and the value head."""
+  """A 'backbone' over fixed per-position features, an LM head and the value head (paths
+  'value.*', as `learner.ActorCritic`)."""
 
   def __init__(self, rngs):
     self.backbone = nnx.Linear(FEATURES, HIDDEN, rngs=rngs)
     self.lm_head = nnx.Linear(HIDDEN, VOCAB, rngs=rngs)
-    self.value_head = ppo.ValueHead(HIDDEN, (8, 4), rngs=rngs)
+    self.value = ppo.ValueHead(HIDDEN, (8, 4), rngs=rngs)
 
   def __call__(self, features, tokens):
     hidden = jnp.tanh(self.backbone(features))
     logp = jax.nn.log_softmax(self.lm_head(hidden[:, 1:]))
     token_logp = jnp.take_along_axis(logp, tokens[..., None], -1)[..., 0]
-    return token_logp, self.value_head(hidden[:, 0])  # position 0: the last prompt token
+    return token_logp, self.value(hidden[:, 0])  # position 0: the last prompt token
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +320,7 @@ def test_update_raises_advantage_weighted_logprob(toy):
       1 - residual.var() / batch["returns"].var(), rel=1e-4)
   counts = [x for x in jax.tree.leaves(opt_state) if getattr(x, "dtype", None) == jnp.int32]
   assert counts and all(int(c) == 4 for c in counts)  # epochs x minibatches optimizer steps
-  for part in ("backbone", "lm_head", "value_head"):
+  for part in ("backbone", "lm_head", "value"):
     assert _changed(params, new_params, part), part
 
 
@@ -339,21 +340,41 @@ def test_frozen_parameters_do_not_move(toy):
   params, _, _, _ = toy
   labels = jax.tree_util.tree_flatten_with_path(ppo.freeze_labels(params, ("^backbone\\.",)))[0]
   names = {ppo.path_name(path): label for path, label in labels}
-  assert names["backbone.kernel"] == "frozen" and names["value_head.layers.0.kernel"] == "trainable"
+  assert names["backbone.kernel"] == "frozen" and names["value.layers.0.kernel"] == "trainable"
   new_params, _, _ = _update(toy, freeze=("^backbone\\.",), max_grad_norm=1.0)
   assert not _changed(params, new_params, "backbone")
-  assert _changed(params, new_params, "lm_head") and _changed(params, new_params, "value_head")
+  assert _changed(params, new_params, "lm_head") and _changed(params, new_params, "value")
+
+
+def test_value_lr_moves_the_value_head_on_its_own_schedule(toy):
+  params, _, _, _ = toy
+  labels = jax.tree_util.tree_flatten_with_path(ppo.value_labels(params))[0]
+  assert {ppo.path_name(p): v for p, v in labels}["value.out.bias"] == "value"
+  assert {v for p, v in labels if not ppo.path_name(p).startswith("value.")} == {"policy"}
+
+  def moved(new, part):
+    return max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(params[part]),
+                                                           jax.tree.leaves(new[part])))
+  # Adam moves each parameter by at most about lr per step (4 steps here, lr 1e-2): a value
+  # lr 100x smaller keeps the head within 4e-4 while the policy moves as before.
+  shared, _, _ = _update(toy)
+  slow_critic, _, _ = _update(toy, value_lr=1e-4)
+  assert moved(shared, "value") > 1e-2 and moved(slow_critic, "value") < 4.1e-4
+  for part in ("backbone", "lm_head"):
+    assert moved(slow_critic, part) == pytest.approx(moved(shared, part), rel=0.2)
+  with pytest.raises(ValueError, match=r"ppo.value_lr=0"):
+    ppo.PPOConfig(value_lr=0)
 
 
 def test_gradients_reach_backbone_and_value_head(toy):
   params, score, cfg, batch = toy
   grad_fn = jax.jit(jax.grad(ppo.microbatch_loss, has_aux=True), static_argnums=(2, 3))
   grads, _ = grad_fn(params, batch, score, cfg)
-  for part in ("backbone", "lm_head", "value_head"):
+  for part in ("backbone", "lm_head", "value"):
     assert float(optax.tree.norm(grads[part])) > 0, part
   value_only, _ = grad_fn(params, dict(batch, advantages=np.zeros(SIZE, np.float32)), score, cfg)
   assert float(optax.tree.norm(value_only["lm_head"])) == 0
-  assert float(optax.tree.norm(value_only["value_head"])) > 0
+  assert float(optax.tree.norm(value_only["value"])) > 0
 
 
 def test_buffer_must_split_into_microbatches(toy):

@@ -59,6 +59,7 @@ class PPOConfig:
   grad_accum: int = 128
   lr: float = 1e-6
   end_lr: float = 1e-9
+  value_lr: float | None = None
   adam_eps: float = 1e-7
   max_grad_norm: float | None = None
   freeze: tuple[str, ...] = ()
@@ -78,6 +79,8 @@ class PPOConfig:
         raise ValueError(f"ppo.{name}={getattr(self, name)!r}: must be >= 0")
     if not self.lr > 0 or self.end_lr > self.lr:
       raise ValueError(f"ppo.lr={self.lr!r}, ppo.end_lr={self.end_lr!r}: need 0 < end_lr <= lr")
+    if self.value_lr is not None and not self.value_lr > 0:
+      raise ValueError(f"ppo.value_lr={self.value_lr!r}: must be > 0 or None (ppo.lr)")
     if self.max_grad_norm is not None and not self.max_grad_norm > 0:
       raise ValueError(f"ppo.max_grad_norm={self.max_grad_norm!r}: must be > 0 or None")
     for pattern in self.freeze:
@@ -240,9 +243,11 @@ def microbatch_loss(params, batch: dict, score_fn: Callable, cfg: PPOConfig):
 # --- Optimizer --------------------------------------------------------------------------------
 
 
-def learning_rate(cfg: PPOConfig) -> optax.Schedule:
-  """Cosine decay from `lr` to `end_lr` over the run's optimizer steps (decisions.md row 8)."""
-  return optax.cosine_decay_schedule(cfg.lr, cfg.optimizer_steps, alpha=cfg.end_lr / cfg.lr)
+def learning_rate(cfg: PPOConfig, peak: float | None = None) -> optax.Schedule:
+  """Cosine decay from `lr` (or `peak`) to `end_lr / lr` of it over the run's optimizer steps
+  (decisions.md row 8)."""
+  return optax.cosine_decay_schedule(peak or cfg.lr, cfg.optimizer_steps,
+                                     alpha=cfg.end_lr / cfg.lr)
 
 
 def path_name(path) -> str:
@@ -266,12 +271,25 @@ def freeze_labels(params, freeze: Sequence[str]):
       else "trainable", params)
 
 
+def value_labels(params):
+  """'value' for the value head's parameters (paths 'value.*'), else 'policy'."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: "value" if path_name(path).startswith("value.") else "policy", params)
+
+
 def make_optimizer(cfg: PPOConfig, params=None) -> optax.GradientTransformation:
   """Adam (eps `adam_eps`, no weight decay) on the cosine schedule, after optional
-  global-norm clipping of the trainable gradients; parameters matching `cfg.freeze` never
+  global-norm clipping of the trainable gradients; with `value_lr`, the value head has its
+  own Adam on that peak (the same cosine shape); parameters matching `cfg.freeze` never
   move (labelling them needs `params`, or any pytree of the same structure)."""
   parts = [] if cfg.max_grad_norm is None else [optax.clip_by_global_norm(cfg.max_grad_norm)]
-  tx = optax.chain(*parts, optax.adam(learning_rate(cfg), eps=cfg.adam_eps))
+  adam = optax.adam(learning_rate(cfg), eps=cfg.adam_eps)
+  if cfg.value_lr is not None:
+    adam = optax.multi_transform(
+        {"policy": adam,
+         "value": optax.adam(learning_rate(cfg, cfg.value_lr), eps=cfg.adam_eps)},
+        value_labels)
+  tx = optax.chain(*parts, adam)
   if not cfg.freeze:
     return tx
   if params is None:
