@@ -130,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.mesh = config_lib.mesh_config()
   config.sampling = config_lib.sampling_config(toy=toy)
   config.experiment = config_lib.experiment_config(
-      init_steps=1200 if toy else 400, rl_updates=12 if toy else 20)
+      init_steps=1200 if toy else 400, rl_updates=150 if toy else 20)
   config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
                           extra_data={"formula": "random", "revisions": 4 if toy else 0})
   config.text = config_lib.text_config()
