@@ -10,7 +10,8 @@ the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
 <workdir>/curves.jsonl, <workdir>/generalization.png, <workdir>/summary.json
 
 Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
-continues where it stopped. FLOPs are counted as the paper does: the branches' x axis is the
+continues where it stopped; rerun with more benchmarks (config.eval.benchmarks), it trains
+nothing and evaluates the warm-up and each branch's end on them. FLOPs are counted as the paper does: the branches' x axis is the
 warm-up's 6 N D_init plus the branch's own (SFT: 6 N D; RL: 6 N D_RL + 2 N D_buffer).
 """
 
@@ -44,11 +45,16 @@ def branch_config(config, mode: str, **changes) -> ml_collections.ConfigDict:
 
 
 def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
-  """{'eval/...': value} of the model in `source` (cached in `log_dir/results.json`)."""
+  """{'eval/...': value} of the model in `source` on config.eval's benchmarks, cached in
+  `log_dir/results.json` with the config.eval it answered (another config.eval evaluates
+  again)."""
   cache = os.path.join(log_dir, "results.json")
+  settings = config.eval.to_dict()
   if os.path.exists(cache):
     with open(cache) as f:
-      return json.load(f)
+      cached = json.load(f)
+    if cached.get("eval") == settings:
+      return cached["results"]
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, source, mesh)
   policy = ModelPolicy(model, processor, mesh=mesh,
@@ -58,7 +64,7 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
   if jax.process_index() == 0:
     os.makedirs(log_dir, exist_ok=True)
     with open(cache, "w") as f:
-      json.dump(results, f, indent=2)
+      json.dump({"eval": settings, "results": results}, f, indent=2)
   return results
 
 
@@ -77,6 +83,25 @@ def sft_steps_for(flops: float, init_records: list[dict], num_params: int) -> in
   steps = max(r["step"] for r in init_records)
   tokens_per_step = _last(init_records, "train/tokens_seen") / steps
   return max(1, math.ceil(flops / metrics_lib.training_flops(num_params, tokens_per_step)))
+
+
+def branch_curve(config, run_dir: str, init_flops: float) -> list[dict]:
+  """The evaluations along a finished branch, each at its training FLOPs. The branch's end
+  is always a point with every benchmark config.eval names: when the run's own evaluations
+  miss it (evaluated elsewhere, or with fewer benchmarks), its final checkpoint is evaluated
+  (`run_dir/eval/final`)."""
+  points, flops = [], 0.0
+  for record in _records(run_dir):
+    flops = record.get("train/flops", flops)  # SFT logs an evaluation apart from its step
+    if any(k.startswith("eval/") for k in record if k.endswith("_stderr")):
+      points.append(dict(record, flops=init_flops + flops))
+  end = init_flops + flops
+  names = [bench.name for bench in eval_lib.benchmarks(config)]
+  if not points or points[-1]["flops"] < end or not all(
+      any(k.startswith(f"eval/{name}/") for k in points[-1]) for name in names):
+    final = evaluate_checkpoint(config, run_dir, os.path.join(run_dir, "eval", "final"))
+    points = [p for p in points if p["flops"] < end] + [dict(final, flops=end)]
+  return points
 
 
 def run_experiment(config, workdir: str) -> dict:
@@ -110,11 +135,8 @@ def run_experiment(config, workdir: str) -> dict:
 
   curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in ("rl", "sft")]
   for branch in ("rl", "sft"):
-    flops = 0.0  # an evaluation record may come without the step's FLOPs (SFT logs apart)
-    for record in _records(dirs[branch]):
-      flops = record.get("train/flops", flops)
-      if any(k.startswith("eval/") for k in record if k.endswith("_stderr")):
-        curves.append(dict(record, branch=branch, flops=init_flops + flops))
+    curves += [dict(point, branch=branch)
+               for point in branch_curve(config, dirs[branch], init_flops)]
   return _report(workdir, curves, init_eval)
 
 

@@ -30,6 +30,7 @@ from scipy.signal import savgol_filter  # noqa: E402
 
 SMOOTH_ORDER = 3
 BRANCH_COLORS = {"sft": "tab:red", "rl": "tab:blue", "init": "tab:gray"}
+BRANCH_LINES = {"sft": "--"}  # dashed, so a branch drawn over another's scores stays visible
 # The metric a panel shows when none is named: the paper's for each kind of benchmark.
 METRIC_ORDER = ("success", "per_step_accuracy", "route_success", "recognition_accuracy")
 
@@ -112,7 +113,11 @@ def plot(records: Sequence[dict], out_path: str, *, panels: Sequence[str] | None
       ax.errorbar(flops, 100 * score, yerr=100 * stderr, fmt="o", ms=3, capsize=2,
                   color=color, alpha=0.45 if smooth_window else 0.9)
       line = smooth(score, smooth_window) if smooth_window else score
-      ax.plot(flops, 100 * line, "-", color=color, label=branch.upper())
+      ax.plot(flops, 100 * line, BRANCH_LINES.get(branch.lower(), "-"), color=color,
+              label=branch.upper())
+    low, high = ax.get_ylim()  # at most a sliver below 0%, and at least 5% tall
+    high = max(high, 5.0)
+    ax.set_ylim(max(low, -0.03 * high), high)
     ax.set_title(f"{benchmark}: {name.replace('_', ' ')}")
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("%")

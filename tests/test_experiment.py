@@ -1,10 +1,13 @@
-"""The experiment driver's bookkeeping: equal-FLOPs SFT length, phase configs, the report."""
+"""The experiment driver: equal-FLOPs SFT length, phase configs, the report, and a whole tiny
+experiment run twice."""
 
 import json
 
 import pytest
 
+import tiny_rl
 from jaxrl_gen import experiment, metrics
+from jaxrl_gen.models import mllama, presets
 
 
 def test_sft_branch_gets_the_rl_branchs_flops():
@@ -42,3 +45,47 @@ def test_report_writes_curves_plot_and_summary(tmp_path):
   lines = [json.loads(line) for line in (tmp_path / "curves.jsonl").read_text().splitlines()]
   assert len(lines) == 4 and "train/lr" not in lines[2]
   assert json.loads((tmp_path / "summary.json").read_text())["init"] == init
+
+
+def _tiny_experiment_config(repo_root, benchmarks: str):
+  """GP-L on the tiny text model: 2 warm-up steps, 2 PPO updates of 8 generations, evaluations
+  of 4 hands x 2 attempts with 6-token answers."""
+  config = tiny_rl.config(repo_root)
+  with config.unlocked():
+    config.mode = "play"
+    config.experiment.init_steps, config.experiment.rl_updates = 2, 2
+    config.experiment.evals, config.log.every = 1, 1
+    config.sft.batch_size = 8
+    config.data.train_size, config.data.eval_size = 32, 0
+    config.eval.benchmarks, config.eval.episodes = benchmarks, 4
+    config.eval.verify_iter, config.eval.batch_size = 2, 4
+  return config
+
+
+def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(repo_root, tmp_path):
+  """The whole driver: warm-up, RL and SFT branches, curves, figure, summary. Rerun with
+  more benchmarks, it trains nothing again and evaluates each branch's end on them."""
+  config = _tiny_experiment_config(repo_root, "id")
+  summary = experiment.run_experiment(config, str(tmp_path))
+  curves = metrics.read_jsonl(tmp_path / "curves.jsonl")
+  init_flops = curves[0]["flops"]
+  assert [c["branch"] for c in curves] == ["rl", "sft", "rl", "sft"]
+  rl_end, sft_end = summary["rl"]["flops"], summary["sft"]["flops"]
+  assert init_flops < rl_end and init_flops < sft_end
+  sft_steps = max(r["step"] for r in metrics.read_jsonl(tmp_path / "sft" / "metrics.jsonl"))
+  init_records = metrics.read_jsonl(tmp_path / "init" / "metrics.jsonl")
+  num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
+  assert sft_steps == experiment.sft_steps_for(rl_end - init_flops, init_records, num_params)
+  assert all("eval/id/success_stderr" in summary[p] for p in ("init", "rl", "sft"))
+  assert (tmp_path / "generalization.png").stat().st_size > 1000
+
+  trained = {p: (tmp_path / p / "metrics.jsonl").read_text() for p in ("init", "rl", "sft")}
+  summary = experiment.run_experiment(_tiny_experiment_config(repo_root, "id,rule_ood"),
+                                      str(tmp_path))
+  assert {p: (tmp_path / p / "metrics.jsonl").read_text() for p in trained} == trained
+  for phase in ("init", "rl", "sft"):
+    assert 0.0 <= summary[phase]["eval/rule_ood/success"] <= 1.0, phase
+  assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
+  assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
+  assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 4
+
