@@ -11,8 +11,9 @@ the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
 
 Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
 continues where it stopped; rerun with more benchmarks (config.eval.benchmarks), it trains
-nothing and evaluates the warm-up and each branch's end on them. FLOPs are counted as the paper does: the branches' x axis is the
-warm-up's 6 N D_init plus the branch's own (SFT: 6 N D; RL: 6 N D_RL + 2 N D_buffer).
+nothing and evaluates the warm-up and each branch's end on them. FLOPs are counted as the
+paper does: the branches' x axis is the warm-up's 6 N D_init plus the branch's own (SFT:
+6 N D; RL: 6 N D_RL + 2 N D_buffer).
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def branch_curve(config, run_dir: str, init_flops: float) -> list[dict]:
       points.append(dict(record, flops=init_flops + flops))
   end = init_flops + flops
   names = [bench.name for bench in eval_lib.benchmarks(config)]
-  if not points or points[-1]["flops"] < end or not all(
-      any(k.startswith(f"eval/{name}/") for k in points[-1]) for name in names):
+  complete = bool(points) and points[-1]["flops"] >= end and all(
+      any(k.startswith(f"eval/{name}/") for k in points[-1]) for name in names)
+  if not complete:
     final = evaluate_checkpoint(config, run_dir, os.path.join(run_dir, "eval", "final"))
     points = [p for p in points if p["flops"] < end] + [dict(final, flops=end)]
   return points

@@ -88,4 +88,3 @@ def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(rep
   assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
   assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
   assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 4
-

@@ -415,7 +415,8 @@ def test_config_sections(repo_root, name, updates):
   assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(num_updates=updates)
   assert module.get_config("vl,llama-3.2-1b").ppo.lr == (1e-7 if name == "virl" else 1e-6)
   toy = module.get_config("l,rl,tiny").ppo
-  assert (toy.lr, toy.end_lr, toy.num_steps, toy.num_envs, toy.grad_accum) == (2e-5, 2e-5, 64, 64, 2)
+  assert (toy.lr, toy.end_lr, toy.num_steps, toy.num_envs, toy.grad_accum) == (
+      2e-5, 2e-5, 64, 64, 2)
   assert toy.rollout_temperature == 1.0
   assert (config.ppo.num_steps, config.sampling.temperature, config.sampling.max_new_tokens) == (256, 0.2, 512)
   config.ppo.max_grad_norm = 0.5
