@@ -147,6 +147,9 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       sft.steps           optimizer steps of the run (the schedule's length).
       sft.batch_size      128: global batch (examples per optimizer step, all processes).
       sft.accum           1: gradient accumulation: micro-batches per step.
+      sft.loss_chunk      512: the LM head and loss run over this many positions at a time
+                          (rematerialised), so a 128k-vocabulary step never holds the whole
+                          sequence's fp32 logits; 0: all positions at once. Same loss.
       sft.init            '': random init (seed config.seed) | a Hugging Face checkpoint
                           directory | a `jaxrl-gen convert` orbax directory | a run directory
                           (its latest checkpoint's parameters; `jaxrl_gen.train.restore`).
@@ -185,7 +188,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
-      "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1, "init": "",
+      "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1,
+      "loss_chunk": 512, "init": "",
       "freeze": (), "eval_every": 50, "eval_batches": 4, "eval_episodes": 0})
   config.optim = ml_collections.ConfigDict({
       "lr": 1e-3 if toy else lr, "b1": 0.9, "b2": 0.98, "eps": 1e-7, "weight_decay": 0.0,
@@ -205,6 +209,7 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
   _one_of(config, "optim.schedule", ("cosine", "constant"))
   for key, value, low in (("sft.steps", sft.steps, 1), ("sft.batch_size", sft.batch_size, 1),
                           ("sft.accum", sft.accum, 1), ("data.max_length", data.max_length, 2),
+                          ("sft.loss_chunk", sft.loss_chunk, 0),
                           ("data.train_size", data.train_size, 1),
                           ("data.eval_size", data.eval_size, 0),
                           ("checkpoint.every", config.checkpoint.every, 1),
@@ -483,18 +488,21 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "sampling.decode_layers", sampling_inputs.DECODE_LAYERS)
 
 
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Cross-field checks, run before anything is compiled. Raises `ConfigError`."""
+def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
+             process_count: int | None = None) -> ml_collections.ConfigDict:
+  """Cross-field checks, run before anything is compiled. Raises `ConfigError`. The mesh is
+  checked against `num_devices` over `process_count` hosts (default: this run's)."""
   from jaxrl_gen import envs  # configs import this module; keep the import graph one-way
 
   _one_of(config, "mode", IMPLEMENTED_MODES)
-  validate_model(config)
+  validate_model(config, num_devices)
   if "sampling" in config:
     validate_sampling(config)
   if config.mode == "sft":
     import jax  # noqa: PLC0415
 
-    validate_train(config, jax.process_count(), jax.device_count())
+    validate_train(config, process_count or jax.process_count(),
+                   num_devices or jax.device_count())
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     validate_ppo(config)

@@ -27,6 +27,8 @@ COMMANDS = {
     "experiment": ("jaxrl_gen.commands.experiment",
                    "SFT warm-up, then SFT and RL branches at equal FLOPs, ID/OOD curves"),
     "eval": ("jaxrl_gen.commands.eval", "evaluate a checkpoint on the benchmarks of config.eval"),
+    "aot": ("jaxrl_gen.commands.aot",
+            "compile a config's steps for a TPU topology: per-chip memory, fits, FLOPs, MFU"),
 }
 
 FLAGS = flags.FLAGS
@@ -136,7 +138,8 @@ def run(argv: list[str] | None = None):
 
         parallel.initialize_distributed(FLAGS.distributed, FLAGS.coordinator_address,
                                         FLAGS.num_processes, FLAGS.process_id)
-      config_lib.validate(config)
+      # A command that checks against other devices than this machine's (aot) says how.
+      getattr(command, "validate", config_lib.validate)(config)
     except (config_lib.ConfigError, ValueError) as e:
       print(f"jaxrl-gen: {e}", file=sys.stderr)
       sys.exit(2)

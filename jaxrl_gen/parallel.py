@@ -52,6 +52,12 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1),
                        devices=devices)
 
 
+def platform(mesh: Mesh) -> str:
+  """The platform of the mesh's devices ('cpu', 'gpu', 'tpu'): what 'auto' settings resolve
+  against (a TPU topology's mesh compiled from a CPU host is 'tpu')."""
+  return mesh.devices.flat[0].platform
+
+
 def check_rules(rules: Rules) -> None:
   """Every rule maps a logical name to None, a mesh axis, or a tuple of mesh axes."""
   for name, target in rules:

@@ -18,6 +18,7 @@ from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import learner, ppo, rl, rollout
 from jaxrl_gen.train import state as state_lib
+from jaxrl_gen.train import steps
 
 
 def _generations(model, prompts, key, temperature, max_new_tokens, top_k=0):
@@ -34,9 +35,19 @@ def _net(value_hidden=(32,)):
   return learner.actor_critic(model, value_hidden, seed=1)
 
 
-def _scorer(graphdef, net):
+def _built(repo_root, **ppo_fields):
+  """The RL steps of a one-device tiny-text run with these `config.ppo` fields."""
+  config = tiny_rl.config(repo_root)
+  with config.unlocked():
+    config.ppo.value_hidden = (32,)
+    config.model.dtype = "float32"
+    config.ppo.update(ppo_fields)
   mesh = parallel.make_mesh((1, 1, 1), jax.devices()[:1])
-  return learner.RowScorer(graphdef, mesh, net.model.config.rules)
+  return steps.rl(config, mesh), mesh
+
+
+def _scorer(built, mesh):
+  return learner.RowScorer(built["rescore"], built["value"], mesh, built.model_config.rules)
 
 
 def _action_masks(generations, length):
@@ -45,17 +56,17 @@ def _action_masks(generations, length):
   return rollout.action_span.stack(spans, length)
 
 
-def test_rescoring_equals_the_samplers_logprobs_and_values():
+def test_rescoring_equals_the_samplers_logprobs_and_values(repo_root):
   net = _net()
   rng = np.random.default_rng(0)
   prompts = [rng.integers(2, 500, size=n).tolist() for n in (5, 17, 9)]
   gens = _generations(net.model, prompts, jax.random.key(3), temperature=0.7, max_new_tokens=12)
   buffer = rollout.sequences(gens, pad_id=0, image_token_id=None)
   buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
-  tx = ppo.make_optimizer(ppo.PPOConfig())
-  graphdef, state = state_lib.create(net, tx, seed=0)
-  scorer = _scorer(graphdef, net)
-  scored = scorer.rescore(state, buffer, temperature=0.7, thought_coef=0.5, chunk=1)
+  built, mesh = _built(repo_root, rollout_temperature=0.7, thought_coef=0.5)
+  _, state = state_lib.create(net, built.tx, seed=0)
+  scorer = _scorer(built, mesh)
+  scored = scorer.rescore(state, buffer, chunk=1)
   for i, g in enumerate(gens):
     n = len(g.tokens)
     np.testing.assert_allclose(scored["token_logp"][i, :n], g.logprobs, atol=1e-4)
@@ -65,16 +76,17 @@ def test_rescoring_equals_the_samplers_logprobs_and_values():
   np.testing.assert_allclose(scorer.value(state, hidden), scored["old_value"], atol=1e-5)
 
 
-def test_ppo_learns_to_say_an_even_token():
+def test_ppo_learns_to_say_an_even_token(repo_root):
   """A one-turn bandit on the real stack: the policy picks among its 8 likeliest first
   tokens (top-k 8; log-probs of the whole distribution, as always) and is rewarded for an
   even token id. From about half, PPO (clip 0.2) must make it nearly always even."""
   net = _net()
-  cfg = ppo.PPOConfig(num_updates=7, ppo_epochs=2, minibatches=2, grad_accum=1, lr=3e-3,
-                      end_lr=3e-3, clip=0.2)
-  tx = ppo.make_optimizer(cfg)
-  graphdef, state = state_lib.create(net, tx, seed=0)
-  update = learner.jit_update(graphdef, tx, cfg, temperature=1.0)
+  fields = dict(num_updates=7, ppo_epochs=2, minibatches=2, grad_accum=1, lr=3e-3,
+                end_lr=3e-3, clip=0.2, num_steps=64, num_envs=64, rollout_temperature=1.0)
+  cfg = ppo.PPOConfig.from_config(fields)
+  built, mesh = _built(repo_root, **fields)
+  graphdef, (_, state) = built.graphdef, state_lib.create(net, built.tx, seed=0)
+  update = built["ppo_update"]
   prompts = [[5, 6, 7, 8]] * 64
   rates = []
   for step in range(cfg.num_updates):
@@ -86,8 +98,7 @@ def test_ppo_learns_to_say_an_even_token():
     buffer = rollout.sequences(gens, pad_id=0, image_token_id=None)
     buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
     buffer["valid"] = np.ones(len(gens), bool)
-    scored = _scorer(graphdef, net).rescore(state, buffer, temperature=1.0,
-                                            thought_coef=cfg.thought_coef, chunk=64)
+    scored = _scorer(built, mesh).rescore(state, buffer, chunk=64)
     advantages, returns = ppo.compute_advantages(
         rewards[None], scored["old_value"][None], np.ones((1, 64), bool),
         np.zeros((1, 64), bool), np.zeros(64, np.float32), cfg)

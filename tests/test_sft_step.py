@@ -65,9 +65,14 @@ def _run(model, batch, *, steps=2, accum=1, mesh=None, freeze=()):
   if mesh is not None:
     shardings = state_lib.shardings(state, mesh, model.config.rules, tx)
     state = jax.device_put(state, shardings)
-    bsh = loop.batch_shardings(mesh, model.config.rules, list(batch))
-    step = jax.jit(lambda s, b: sft.sft_step(s, b, graphdef=graphdef, tx=tx, accum=accum),
-                   in_shardings=(shardings, bsh), out_shardings=(shardings, None))
+    bsh = {k: jax.sharding.NamedSharding(
+        mesh, parallel.logical_to_spec(sft.BATCH_AXES[k], model.config.rules)) for k in batch}
+    jitted = jax.jit(lambda s, b: sft.sft_step(s, b, graphdef=graphdef, tx=tx, accum=accum),
+                     in_shardings=(shardings, bsh), out_shardings=(shardings, None))
+
+    def step(s, b):  # traced under the mesh, as the trainer's steps are
+      with jax.set_mesh(mesh):
+        return jitted(s, b)
     batch = loop.to_global(batch, mesh, model.config.rules)
   history = []
   for _ in range(steps):
@@ -90,6 +95,26 @@ def test_loss_is_the_masked_token_mean_in_fp32():
   assert count == weights.sum()
   np.testing.assert_allclose(float(total), -(picked * weights).sum(), rtol=1e-5)
   assert correct == ((logits.argmax(-1) == targets) * weights).sum()
+
+
+def test_chunked_loss_equals_the_whole_sequence_loss_and_gradients():
+  """sft.loss_chunk: the LM head and loss over pieces of the sequence (a last, padded one
+  included) give the whole sequence's sums and gradients."""
+  model = _model("tiny-text")
+  batch = jax.tree.map(jnp.asarray, _batch(images=False))
+  graphdef, params, frozen, rest = state_lib.split_model(model)
+
+  def loss(params, chunk):
+    total, correct, count = sft.token_losses(graphdef, params, frozen, rest, batch, chunk)
+    return total, (correct, count)
+
+  whole = jax.value_and_grad(loss, has_aux=True)(params, 0)
+  for chunk in (5, 8, 23):
+    pieces = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)(params, chunk)
+    np.testing.assert_allclose(float(pieces[0][0]), float(whole[0][0]), rtol=1e-6)
+    assert pieces[0][1] == whole[0][1]
+    for got, want in zip(jax.tree.leaves(pieces[1]), jax.tree.leaves(whole[1])):
+      np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=2e-6)
 
 
 def test_unsupervised_tokens_do_not_change_the_loss():

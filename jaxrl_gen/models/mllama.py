@@ -25,7 +25,7 @@ from jaxrl_gen.models.vision import VisionEncoder
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class ModelOutput:
-  logits: jax.Array                  # (B, S, vocab) fp32 (S = logits_to_keep if set)
+  logits: jax.Array | None           # (B, S, vocab) fp32 (S = logits_to_keep if set)
   hidden: jax.Array | None = None    # (B, S, hidden): last hidden states after the final norm
   cache: KVCache | None = None       # the updated cache when one was passed in
 
@@ -113,7 +113,8 @@ class Model(nnx.Module):
       cross_attention_states from `encode_images`; cross_attention_mask (B, S, images, tiles).
     cache: from `init_cache` (prefill) or a previous call (decode); the output's cache is the
       updated one (this call's tokens written, image K/V stored on prefill).
-    logits_to_keep: >0 computes logits for the last that many positions only.
+    logits_to_keep: >0 computes logits for the last that many positions only; -1 none (the
+      caller applies `logits` to `hidden` piece by piece, e.g. a chunked loss).
     """
     cfg = self.config
     b, s = input_ids.shape
@@ -162,11 +163,13 @@ class Model(nnx.Module):
           next_position=positions[:, -1] + 1, cross_keys=cross_keys, cross_values=cross_values,
           cross_mask=last_row if last_row is not None else cache.cross_mask)
 
-    out_h = h[:, -logits_to_keep:] if logits_to_keep else h
-    logits = self._logits(out_h)
+    logits = None
+    if logits_to_keep >= 0:
+      logits = self.logits(h[:, -logits_to_keep:] if logits_to_keep else h)
     return ModelOutput(logits=logits, hidden=h if return_hidden else None, cache=new_cache)
 
-  def _logits(self, h: jax.Array) -> jax.Array:
+  def logits(self, h: jax.Array) -> jax.Array:
+    """The LM head on final hidden states (B, S, hidden) -> (B, S, vocab) fp32."""
     t = self.config.text
     if self.lm_head is None:
       logits = self.language_model.embed_tokens.attend(h, t.vocab_size)

@@ -89,15 +89,19 @@ def get(name: str, **overrides: Any) -> ModelConfig:
   return _BUILDERS[name]().replace(**overrides)
 
 
-def from_config(model: Any, mesh: Any = None) -> ModelConfig:
+def from_config(model: Any, mesh: Any = None, platform: str | None = None) -> ModelConfig:
   """ModelConfig from the task config's `config.model` (and `config.mesh` rules) sections.
 
-  dtype 'auto' is bfloat16 on accelerators and float32 on CPU.
+  dtype 'auto' is bfloat16 on accelerators and float32 on CPU: on `platform` (the mesh's
+  devices', e.g. 'tpu' when compiling for a TPU topology from a CPU host), else this host's
+  default backend.
   """
   dtype = model.dtype
   if dtype == "auto":
-    import jax  # noqa: PLC0415  (only when resolving 'auto'; this module stays JAX-free)
-    dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    if platform is None:
+      import jax  # noqa: PLC0415  (only when resolving 'auto'; this module stays JAX-free)
+      platform = jax.default_backend()
+    dtype = "float32" if platform == "cpu" else "bfloat16"
   overrides = dict(dtype=dtype, param_dtype=model.param_dtype, remat=model.remat,
                    scan_layers=model.scan_layers)
   if mesh is not None:

@@ -65,10 +65,18 @@ _AXES = {"ids": ("batch", "length"), "mask": ("batch", "length"), "live": ("batc
          "logits": ("batch", None, "act_vocab")}
 
 
-def _program(graphdef: nnx.GraphDef, state: nnx.State, rules, static: loop.Static,
-             batch: dict[str, np.ndarray], mesh: Mesh | None):
-  """The jitted program for this bucket, compiled on its first call."""
-  key = (graphdef, mesh, static, tuple((k, v.shape) for k, v in sorted(batch.items())))
+def global_shapes(batch: dict[str, np.ndarray], processes: int) -> dict[str, tuple]:
+  """The global shapes of one process's batch arrays: each process holds an equal share of
+  the rows."""
+  return {k: (v.shape[0] * processes, *v.shape[1:]) if _AXES[k][0] == "batch" else v.shape
+          for k, v in batch.items()}
+
+
+def program(graphdef: nnx.GraphDef, state: nnx.State, rules, static: loop.Static,
+            shapes: dict[str, tuple], mesh: Mesh | None):
+  """The jitted sampling program for this bucket (global batch `shapes`), with explicit
+  shardings on `mesh`; compiled on its first call (or lowered abstractly, `jaxrl-gen aot`)."""
+  key = (graphdef, mesh, static, tuple(sorted(shapes.items())))
   fn = _PROGRAMS.get(key)
   if fn is not None:
     return fn
@@ -79,23 +87,40 @@ def _program(graphdef: nnx.GraphDef, state: nnx.State, rules, static: loop.Stati
   if mesh is None:
     fn = jax.jit(sampling_program)
   else:
-    def sharding(name, shape=None):
-      if shape is None:
-        return NamedSharding(mesh, parallel.logical_to_spec(_AXES[name], rules))
-      if _AXES[name][0] == "batch":  # each process holds its equal share of the rows
-        shape = (shape[0] * jax.process_count(), *shape[1:])
-      return parallel.sharding_for(shape, _AXES[name], mesh, rules, name)
     replicated = NamedSharding(mesh, PartitionSpec())
     outs = ["tokens", "logprobs", "lengths", "finished", "prompt_hidden"]
     outs += ["logits"] if static.return_logits else []
     fn = jax.jit(
         sampling_program,
         in_shardings=(parallel.state_shardings(state, mesh, rules),
-                      {k: sharding(k, v.shape) for k, v in batch.items()}, replicated,
-                      replicated),
-        out_shardings={k: sharding(k) for k in outs})
+                      batch_shardings(shapes, mesh, rules), replicated, replicated),
+        out_shardings={k: NamedSharding(mesh, parallel.logical_to_spec(_AXES[k], rules))
+                       for k in outs})
   _PROGRAMS[key] = fn
   return fn
+
+
+def batch_shardings(shapes: dict[str, tuple], mesh: Mesh, rules) -> dict[str, NamedSharding]:
+  """The shardings of a sampling program's global batch arrays (rows over the data shards)."""
+  return {k: parallel.sharding_for(shape, _AXES[k], mesh, rules, k) for k, shape in shapes.items()}
+
+
+def abstract_batch(config, rows: int, prompt_length: int, *, images: int = 0,
+                   eos_slots: int = 8) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global batch of a sampling program as shapes and dtypes (what `generate` builds
+  from prompts): `rows` left-padded prompts of `prompt_length`, `images` images per row."""
+  i32 = np.int32
+  batch = {"ids": ((rows, prompt_length), i32), "mask": ((rows, prompt_length), i32),
+           "live": ((rows,), bool), "eos": ((eos_slots,), i32), "row": ((rows,), i32)}
+  if images:
+    v = config.vision
+    tiles = v.max_num_tiles
+    batch.update(pixel_values=((rows, images, tiles, v.num_channels, v.image_size,
+                                v.image_size), np.float32),
+                 aspect_ratio_ids=((rows, images), i32),
+                 aspect_ratio_mask=((rows, images, tiles), i32),
+                 cross_attention_mask=((rows, prompt_length, images, tiles), i32))
+  return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in batch.items()}
 
 
 def _check(config, prompts, *, max_new_tokens, temperature, top_p, top_k, eos_ids, pad_id,
@@ -129,13 +154,29 @@ def _check(config, prompts, *, max_new_tokens, temperature, top_p, top_k, eos_id
                      f" {CACHE_DTYPES}")
 
 
-def _unroll(decode_layers: str) -> bool:
+def _unroll(decode_layers: str, platform: str) -> bool:
   if decode_layers not in inputs_lib.DECODE_LAYERS:
     raise ValueError(f"decode_layers={decode_layers!r}: must be one of"
                      f" {inputs_lib.DECODE_LAYERS}")
   if decode_layers == "auto":
-    return jax.default_backend() == "cpu"
+    return platform == "cpu"
   return decode_layers == "unrolled"
+
+
+def static_settings(*, max_new_tokens: int, temperature: float, top_p: float = 1.0,
+                    top_k: int = 0, pad_id: int = 0, cache_dtype: str | None = None,
+                    decode_layers: str = "auto", return_logits: bool = False,
+                    platform: str | None = None) -> loop.Static:
+  """The program's static settings; 'auto' decode layers resolve against `platform` (the
+  mesh's; default this host's backend)."""
+  greedy = temperature == 0  # top-k / top-p do not change an argmax: one program for all
+  return loop.Static(
+      new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
+      temperature=float(temperature), top_k=0 if greedy else int(top_k),
+      top_p=1.0 if greedy else float(top_p),
+      pad_id=int(pad_id),
+      cache_dtype=cache_dtype, return_logits=bool(return_logits),
+      unroll_decode=_unroll(decode_layers, platform or jax.default_backend()))
 
 
 def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
@@ -213,7 +254,7 @@ def generate(model: nnx.Module | tuple[nnx.GraphDef, nnx.State],
 
   if mesh is not None:
     _check_split(mesh, config.rules, rows, total)
-  fn = _program(graphdef, state, config.rules, static, batch, mesh)
+  fn = program(graphdef, state, config.rules, static, global_shapes(batch, processes), mesh)
   with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
     if mesh is not None:  # each process's rows become its slices of one global batch
       batch = parallel.global_batch(batch, mesh, config.rules, {k: _AXES[k] for k in batch})
@@ -240,14 +281,10 @@ def _settings(config, prompts, images, mesh, *, key, max_new_tokens, temperature
     if config.vision is None:
       raise ValueError("images given to a text-only model (its config has no vision tower)")
     images.check(prompts, config.vision.max_num_tiles)
-  greedy = temperature == 0  # top-k / top-p do not change an argmax: one program for all
-  static = loop.Static(
-      new_tokens=inputs_lib.token_bucket(int(max_new_tokens)),
-      temperature=float(temperature), top_k=0 if greedy else int(top_k),
-      top_p=1.0 if greedy else float(top_p),
-      pad_id=int(pad_id),
-      cache_dtype=cache_dtype, return_logits=bool(return_logits),
-      unroll_decode=_unroll(decode_layers))
+  static = static_settings(
+      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+      pad_id=pad_id, cache_dtype=cache_dtype, decode_layers=decode_layers,
+      return_logits=return_logits, platform=None if mesh is None else parallel.platform(mesh))
   settings = hosts.digest(static, int(max_new_tokens), inputs_lib.eos_array(eos_ids),
                           prompt_buckets, batch_buckets, _key_data(key))
   return static, prompt_buckets, batch_buckets, settings

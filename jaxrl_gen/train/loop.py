@@ -31,26 +31,15 @@ from jaxrl_gen.text import processor as processor_lib
 from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import optim, restore, sft
 from jaxrl_gen.train import state as state_lib
+from jaxrl_gen.train import steps as steps_lib
 
-# Logical axes of each batch array: rows over the data shards.
-BATCH_AXES = {
-    "input_ids": ("batch", "length"), "attention_mask": ("batch", "length"),
-    "loss_mask": ("batch", "length"), "pixel_values": ("batch",) + (None,) * 5,
-    "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
-    "cross_attention_mask": ("batch", "length", None, None),
-}
 EvalHook = Callable[[int, state_lib.TrainState], dict]
 
 
 def to_global(local: dict, mesh, rules) -> dict:
   """This process's rows -> global arrays sharded over the data shards."""
-  axes = {k: BATCH_AXES[k] for k in local}
+  axes = {k: sft.BATCH_AXES[k] for k in local}
   return parallel.global_batch(local, mesh, rules, axes)
-
-
-def batch_shardings(mesh, rules, keys) -> dict:
-  return {k: jax.sharding.NamedSharding(mesh, parallel.logical_to_spec(BATCH_AXES[k], rules))
-          for k in keys}
 
 
 def _datasets(config, workdir, processor, model_config):
@@ -65,13 +54,12 @@ def _datasets(config, workdir, processor, model_config):
       batch_size=config.sft.batch_size // count, process_index=index, process_count=count,
       last_only=sources.last_only)
   train = pipeline.sft_dataset(sources.train, sources.to_conversation, **common)
-  keys = pipeline.TEXT_KEYS + (pipeline.IMAGE_KEYS if sources.has_images else ())
   test = None
   if sources.test is not None and len(sources.test) >= count:
     usable = grain.MapDataset.source(sources.test)[:len(sources.test) // count * count]
     test = pipeline.sft_dataset(usable, sources.to_conversation, shuffle=False, num_epochs=1,
                                 drop_remainder=False, **common)
-  return train, test, keys
+  return train, test, sources.has_images
 
 
 def held_out_loss(test: grain.MapDataset, eval_step, mesh, rules, max_batches: int
@@ -142,24 +130,21 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   model, processor = restore.load_with_processor(config, config.sft.init, mesh)
   model_config = model.config
   write_run_files(config, model_config, workdir)
-  train_ds, test_ds, keys = _datasets(config, workdir, processor, model_config)
+  train_ds, test_ds, has_images = _datasets(config, workdir, processor, model_config)
 
   total = config.sft.steps
-  tx = optim.optimizer(config.optim, total)
+  built = steps_lib.sft(config, mesh, model_config, images=has_images)
   learning_rate = optim.schedule(config.optim, total)
-  graphdef, state = state_lib.create(model, tx, seed=config.seed,
-                                     freeze=tuple(config.sft.freeze))
+  _, state = state_lib.create(model, built.tx, seed=config.seed, freeze=tuple(config.sft.freeze))
   del model
-  num_params = mllama.param_count(model_config)
-  shardings = state_lib.shardings(state, mesh, model_config.rules, tx)
-  state = jax.device_put(state, shardings)
+  graphdef, num_params = built.graphdef, mllama.param_count(model_config)
+  state = jax.device_put(state, built.shardings)
 
   iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
   state, start, checkpoints, writer = resume(config, workdir, state, iterator)
   tokens_seen = last_value(writer.path, "train/tokens_seen", start)
 
-  train_step, eval_step = sft.jit_steps(graphdef, tx, config.sft.accum, shardings,
-                                        batch_shardings(mesh, model_config.rules, keys))
+  train_step, eval_step = built["sft_step"], built["sft_eval"]
   hooks = list(hooks or [])
   if test_ds is not None and config.sft.eval_every:
     hooks.insert(0, held_out_loss(test_ds, eval_step, mesh, model_config.rules,

@@ -311,42 +311,76 @@ def _summarize(stats: dict) -> dict:
   return out
 
 
+def shuffled_rows(key, size: int, steps: int, shards: int = 1) -> jax.Array:
+  """[steps, shards, size / shards / steps] row indices of one pass over a buffer of `size`
+  rows: a fresh order within each of `shards` equal blocks of rows (the data shards of a
+  row-sharded buffer), every micro-batch taking the same number of rows from each block, so
+  it stays spread over the data shards and no row crosses a shard. One block: a permutation
+  of all rows cut in order (the reference's shuffle)."""
+  block = size // shards
+  if shards == 1:
+    orders = jax.random.permutation(key, size)[None]
+  else:
+    orders = jax.vmap(lambda k: jax.random.permutation(k, block))(jax.random.split(key, shards))
+  return jnp.swapaxes(orders.reshape(shards, steps, block // steps), 0, 1)
+
+
+def take_rows(batch: dict, rows: jax.Array) -> dict:
+  """The micro-batch of `rows` ([shards, n] indices within each block, `shuffled_rows`): a
+  gather per block, never a permuted copy of the whole buffer."""
+  shards = rows.shape[0]
+
+  def one(x):
+    blocks = x.reshape(shards, x.shape[0] // shards, *x.shape[1:])
+    picked = jax.vmap(lambda block, idx: block[idx])(blocks, rows)
+    return picked.reshape(-1, *x.shape[1:])
+  return jax.tree.map(one, batch)
+
+
 def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
-               tx: optax.GradientTransformation, cfg: PPOConfig):
+               tx: optax.GradientTransformation, cfg: PPOConfig, shards: int = 1):
   """`ppo_epochs` passes over the buffer; each pass shuffles it into `minibatches` optimizer
   steps of `grad_accum` microbatches whose gradients are averaged. Pure: jit it with
   `functools.partial(ppo_update, score_fn=..., tx=..., cfg=...)`.
 
+  The shuffle draws row indices (`shuffled_rows`) and each microbatch gathers its rows; with
+  `shards` > 1 (the buffer's data shards) every microbatch takes its rows evenly from each
+  shard's block, so it is spread over the data shards like the buffer. `shards` must divide
+  the microbatch size (1 reproduces the reference's shuffle over all rows).
+
   Returns (params, opt_state, metrics): per-sample means of the losses, clip fraction and
   approximate KL (k3 of the ratio) over the scored samples, the largest ratio, the number of
   skipped samples and of microbatches where the ratio rule applied, the mean norm of the
-  accumulated gradients (all parameters, before clipping), and the critic's explained variance on the buffer (rollout values against returns).
+  accumulated gradients (all parameters, before clipping), and the critic's explained
+  variance on the buffer (rollout values against returns).
   """
   size = jax.tree.leaves(batch)[0].shape[0]
   steps = cfg.minibatches * cfg.grad_accum
   if size % steps:
     raise ValueError(f"buffer of {size} transitions does not split into ppo.minibatches="
                      f"{cfg.minibatches} x ppo.grad_accum={cfg.grad_accum} microbatches")
-  shape = (cfg.minibatches, cfg.grad_accum, size // steps)
+  if (size // steps) % shards:
+    raise ValueError(f"microbatches of {size // steps} rows do not split over {shards} shards")
   grad_fn = jax.grad(microbatch_loss, has_aux=True)
 
-  def optimizer_step(carry, minibatch):
+  def optimizer_step(carry, minibatch_rows):
     params, opt_state = carry
 
-    def accumulate(grads, microbatch):
-      new, stats = grad_fn(params, microbatch, score_fn, cfg)
+    def accumulate(grads, rows):
+      new, stats = grad_fn(params, take_rows(batch, rows), score_fn, cfg)
       return jax.tree.map(jnp.add, grads, new), stats
 
-    grads, stats = jax.lax.scan(accumulate, jax.tree.map(jnp.zeros_like, params), minibatch)
+    grads, stats = jax.lax.scan(accumulate, jax.tree.map(jnp.zeros_like, params),
+                                minibatch_rows)
     grads = jax.tree.map(lambda g: g / cfg.grad_accum, grads)
     updates, opt_state = tx.update(grads, opt_state, params)
     stats = dict(stats, grad_norm=optax.tree.norm(grads))
     return (optax.apply_updates(params, updates), opt_state), stats
 
   def epoch(carry, epoch_key):
-    order = jax.random.permutation(epoch_key, size)
-    shuffled = jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), batch)
-    return jax.lax.scan(optimizer_step, carry, shuffled)
+    rows = shuffled_rows(epoch_key, size, steps, shards)
+    rows = rows.reshape(cfg.minibatches, cfg.grad_accum, *rows.shape[1:])
+    return jax.lax.scan(optimizer_step, carry, rows)
 
   (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state),
                                             jax.random.split(key, cfg.ppo_epochs))

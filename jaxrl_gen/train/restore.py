@@ -103,7 +103,7 @@ def load_model(config, source: str, mesh: jax.sharding.Mesh) -> mllama.Model:
   """The model of `source` (see the module docstring), sharded over `mesh`."""
   from jaxrl_gen.models import hf, params_io  # noqa: PLC0415  (HF import pulls in more)
 
-  model_config = presets.from_config(config.model, config.mesh)
+  model_config = presets.from_config(config.model, config.mesh, parallel.platform(mesh))
   if not source:
     return mllama.create(model_config, mesh=mesh, seed=config.seed)
   if not os.path.isdir(source):

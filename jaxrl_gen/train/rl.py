@@ -42,10 +42,7 @@ from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.text import processor as processor_lib
 from jaxrl_gen.train import learner, loop as sft_loop, ppo, restore, rollout
 from jaxrl_gen.train import state as state_lib
-
-# Buffer keys that are [T, B] (returns), not rows.
-TIME_MAJOR = ("rewards", "terminated", "truncated")
-
+from jaxrl_gen.train import steps as steps_lib
 
 class RolloutState:
   """What a rollout carries from one update to the next: the lock-step episodes in flight and
@@ -75,21 +72,24 @@ class Trainer:
   buffer as the update's global batch."""
 
   config: object
-  graphdef: nnx.GraphDef
+  built: steps_lib.Built
   processor: processor_lib.Processor
   cfg: ppo.PPOConfig
   mesh: jax.sharding.Mesh
-  rules: object
   num_params: int
   ref_params: object = None  # the initial parameters, for the KL term
 
   @property
+  def graphdef(self) -> nnx.GraphDef:
+    return self.built.graphdef
+
+  @property
+  def rules(self):
+    return self.built.model_config.rules
+
+  @property
   def temperature(self) -> float:
-    """The rollouts' sampling temperature, which their log-probs are taken at."""
-    rollout_temperature = self.config.ppo.rollout_temperature
-    if rollout_temperature is None:
-      return float(self.config.sampling.temperature)
-    return float(rollout_temperature)
+    return steps_lib.rollout_temperature(self.config)
 
   def policy(self, state: state_lib.TrainState, *, evaluation: bool = False) -> ModelPolicy:
     """The state's policy: sampling as the rollouts do, or as `config.sampling` says
@@ -102,7 +102,7 @@ class Trainer:
 
   @property
   def scorer(self) -> learner.RowScorer:
-    return learner.RowScorer(self.graphdef, self.mesh, self.rules)
+    return learner.RowScorer(self.built["rescore"], self.built["value"], self.mesh, self.rules)
 
   def buffer(self, state, policy: ModelPolicy, carried: RolloutState, key, timings
              ) -> tuple[dict, dict]:
@@ -121,12 +121,13 @@ class Trainer:
       buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
                                  task=config.task, multiple=multiple,
                                  min_shape=carried.shape)
-      common = dict(temperature=self.temperature, thought_coef=cfg.thought_coef,
-                    chunk=config.ppo.rescore_chunk)
-      scored = self.scorer.rescore(state, buffer, **common)
+      if "pixel_values" in buffer:  # the images of every transition, in the compute dtype
+        buffer["pixel_values"] = buffer["pixel_values"].astype(self.built.model_config.dtype)
+      chunk = config.ppo.rescore_chunk
+      scored = self.scorer.rescore(state, buffer, chunk=chunk)
       if cfg.kl_coef:
         buffer["ref_token_logp"] = self.scorer.rescore(
-            state, buffer, params=self.ref_params, **common)["token_logp"]
+            state, buffer, params=self.ref_params, chunk=chunk)["token_logp"]
       bootstrap = policy.generate(runner.conversations(), jax.random.fold_in(key, turns),
                                   max_new_tokens=1)
       next_value = self.scorer.value(state, np.stack([g.prompt_hidden for g in bootstrap]))
@@ -142,11 +143,11 @@ class Trainer:
     return buffer, rollout.episode_stats(table.reshape(-1, table.shape[-1]))
 
   def to_device(self, buffer: dict) -> dict:
-    """The rows of every process as one global batch (rows over the data shards)."""
-    rows = {k: v for k, v in buffer.items() if k not in TIME_MAJOR}
-    axes = {k: learner.ROW_AXES.get(k, ("batch",) + (None,) * (np.ndim(v) - 1))
-            for k, v in rows.items()}
-    return parallel.global_batch(rows, self.mesh, self.rules, axes)
+    """The rows the update reads, of every process, as one global batch (rows over the data
+    shards)."""
+    keys = learner.update_keys("pixel_values" in buffer, kl=self.cfg.kl_coef > 0)
+    return parallel.global_batch({k: buffer[k] for k in keys}, self.mesh, self.rules,
+                                 {k: learner.row_axes(k) for k in keys})
 
 
 def run_rl(config, workdir: str) -> state_lib.TrainState:
@@ -156,15 +157,12 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
   model_config = model.config
   sft_loop.write_run_files(config, model_config, workdir)
   cfg = ppo.PPOConfig.from_config(config.ppo)
-  # Frozen parameters are split out of the trained ones (no gradient, no optimizer state).
-  tx = ppo.make_optimizer(dataclasses.replace(cfg, freeze=()))
+  built = steps_lib.rl(config, mesh, model_config)
   net = learner.actor_critic(model, tuple(config.ppo.value_hidden), seed=config.seed)
-  graphdef, state = state_lib.create(net, tx, seed=config.seed, freeze=cfg.freeze)
+  _, state = state_lib.create(net, built.tx, seed=config.seed, freeze=cfg.freeze)
   del model, net
-  shardings = state_lib.shardings(state, mesh, model_config.rules, tx)
-  state = jax.device_put(state, shardings)
-  run = Trainer(config, graphdef, processor, cfg, mesh, model_config.rules,
-                mllama.param_count(model_config),
+  state = jax.device_put(state, built.shardings)
+  run = Trainer(config, built, processor, cfg, mesh, mllama.param_count(model_config),
                 ref_params=jax.tree.map(jnp.copy, state.params) if cfg.kl_coef else None)
 
   env = envs.get(config.task)
@@ -175,7 +173,7 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
   state, start, checkpoints, writer = sft_loop.resume(config, workdir, state, carried)
   totals = {k: sft_loop.last_value(writer.path, k, start)
             for k in ("train/tokens_trained", "train/tokens_buffer", "train/flops")}
-  update = learner.jit_update(graphdef, tx, cfg, run.temperature)
+  update = built["ppo_update"]
   run_key = jax.random.wrap_key_data(jax.device_get(state.rng))  # the state is donated
 
   total = config.ppo.num_updates

@@ -21,20 +21,51 @@ from jaxrl_gen.train.state import TrainState
 
 MODEL_INPUTS = ("attention_mask", "pixel_values", "aspect_ratio_ids", "aspect_ratio_mask",
                 "cross_attention_mask")
+# Logical axes of each batch array: rows over the data shards.
+BATCH_AXES = {
+    "input_ids": ("batch", "length"), "attention_mask": ("batch", "length"),
+    "loss_mask": ("batch", "length"), "pixel_values": ("batch",) + (None,) * 5,
+    "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
+    "cross_attention_mask": ("batch", "length", None, None),
+}
 
 
-def token_losses(graphdef: nnx.GraphDef, params, frozen, rest, batch: dict
+def token_losses(graphdef: nnx.GraphDef, params, frozen, rest, batch: dict, chunk: int = 0
                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(sum of masked token losses, number of correct argmax predictions, number of tokens)."""
+  """(sum of masked token losses, number of correct argmax predictions, number of tokens).
+
+  With `chunk` > 0 the LM head and the loss run over `chunk` positions at a time under
+  `jax.checkpoint`, so only one chunk's fp32 logits [B, chunk, vocab] are ever live (the
+  backward pass recomputes them): at a 128k vocabulary the whole sequence's would be the
+  step's largest buffer. The sums are the same either way."""
   model = nnx.merge(graphdef, params, frozen, rest)
   inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
-  logits = model(batch["input_ids"], **inputs).logits[:, :-1].astype(jnp.float32)
+  hidden = model(batch["input_ids"], return_hidden=True, logits_to_keep=-1,
+                 **inputs).hidden[:, :-1]
   weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
   # Unsupervised positions may hold ids past the LM head (<|image|>); keep them in range.
   targets = jnp.where(weights > 0, batch["input_ids"][:, 1:], 0)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-  correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-  return jnp.sum(losses * weights), jnp.sum(correct * weights), jnp.sum(weights)
+
+  def sums(h, targets, weights):
+    logits = model.logits(h)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return jnp.sum(losses * weights), jnp.sum(correct * weights)
+
+  length = hidden.shape[1]
+  if not chunk or chunk >= length:
+    total, correct = sums(hidden, targets, weights)
+    return total, correct, jnp.sum(weights)
+  pad = -length % chunk  # padded positions have weight 0
+  pieces = [jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)) for x in
+            (hidden, targets, weights)]
+  pieces = [jnp.swapaxes(x.reshape(x.shape[0], -1, chunk, *x.shape[2:]), 0, 1) for x in pieces]
+
+  def body(carry, piece):
+    return jax.tree.map(jnp.add, carry, jax.checkpoint(sums)(*piece)), None
+
+  (total, correct), _ = jax.lax.scan(body, (0.0, 0.0), tuple(pieces))
+  return total, correct, jnp.sum(weights)
 
 
 def _micro_batches(batch: dict, accum: int) -> dict:
@@ -48,10 +79,12 @@ def _micro_batches(batch: dict, accum: int) -> dict:
 
 
 def sft_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
-             tx: optax.GradientTransformation, accum: int = 1) -> tuple[TrainState, dict]:
+             tx: optax.GradientTransformation, accum: int = 1, loss_chunk: int = 0
+             ) -> tuple[TrainState, dict]:
   """One optimizer step on `batch` (arrays [B, ...]); metrics are scalars."""
   def loss_sum(params, micro):
-    total, correct, count = token_losses(graphdef, params, state.frozen, state.rest, micro)
+    total, correct, count = token_losses(graphdef, params, state.frozen, state.rest, micro,
+                                         loss_chunk)
     return total, (correct, count)
 
   grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
@@ -74,18 +107,9 @@ def sft_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef) -> dict:
+def eval_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef, loss_chunk: int = 0
+              ) -> dict:
   """Summed loss, correct predictions and token count of a batch (no update)."""
-  total, correct, count = token_losses(graphdef, state.params, state.frozen, state.rest, batch)
+  total, correct, count = token_losses(graphdef, state.params, state.frozen, state.rest, batch,
+                                       loss_chunk)
   return {"loss_sum": total, "correct": correct, "tokens": count}
-
-
-def jit_steps(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, accum: int,
-              state_shardings: Any, batch_shardings: Any):
-  """(train step, eval step) jitted with explicit shardings; the train state is donated."""
-  train = jax.jit(functools.partial(sft_step, graphdef=graphdef, tx=tx, accum=accum),
-                  in_shardings=(state_shardings, batch_shardings),
-                  out_shardings=(state_shardings, None), donate_argnums=0)
-  evaluate = jax.jit(functools.partial(eval_step, graphdef=graphdef),
-                     in_shardings=(state_shardings, batch_shardings))
-  return train, evaluate

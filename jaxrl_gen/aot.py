@@ -1,0 +1,252 @@
+"""Does a config's training fit a TPU slice? Compile its steps ahead of time for a topology.
+
+    reports = aot.check(config, "v5p:2x2x2")        # one Report per compiled function
+
+The steps are the trainers' own (`jaxrl_gen.train.steps`): SFT configs compile `sft_step`,
+RL configs `rescore`, `ppo_update` and `sample` (prefill + decode). They are built on a mesh
+of the topology's devices (libtpu's `jax.experimental.topologies`, no TPU needed) and
+compiled with abstract inputs; XLA's memory analysis gives the per-chip bytes. Model FLOPs
+are the paper's 6ND (2ND without gradients), not `cost_analysis()`, which counts a scanned
+body (layers, accumulation, epochs, decode steps) once. The step time is a roofline lower
+bound from the chip's published peak FLOP/s and HBM bandwidth (`jaxrl_gen.chips`): the
+larger of compute time and the time to read the arguments and write the outputs once; for
+sampling, prefill compute plus one read of the weights (and the KV cache) per decode step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+
+import numpy as np
+
+from jaxrl_gen import chips as chips_lib
+
+# libtpu refuses a second process on the same host without it (parallel compiles, tests).
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+os.environ.setdefault("TPU_STDERR_LOG_LEVEL", "3")  # libtpu's start-up noise on a host
+os.environ.setdefault("TPU_MIN_LOG_LEVEL", "3")     # without TPUs
+
+GIB = chips_lib.GIB
+SFT_STEPS = ("sft_step",)
+RL_STEPS = ("rescore", "ppo_update", "sample")
+
+
+class DoesNotFit(ValueError):
+  """A mesh or step that cannot fit the chips; the message is one line with what would."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """One compiled function on one topology: per-chip memory, FLOPs and the roofline."""
+  function: str
+  topology: str
+  chip: str
+  chips: int
+  mesh: tuple[int, ...]
+  compile_s: float
+  argument_gib: float
+  output_gib: float
+  alias_gib: float
+  temp_gib: float
+  hbm_gib_per_chip: float
+  model_flops: float
+  tokens: int
+  est_step_s: float
+
+  @property
+  def peak_gib_per_chip(self) -> float:
+    return self.argument_gib + self.output_gib - self.alias_gib + self.temp_gib
+
+  @property
+  def fits(self) -> bool:
+    return self.peak_gib_per_chip <= self.hbm_gib_per_chip
+
+  @property
+  def est_mfu(self) -> float:
+    chip = chips_lib.lookup(self.chip)
+    if not self.est_step_s or chip is None:
+      return 0.0
+    return self.model_flops / (self.est_step_s * self.chips * chip.peak_flops)
+
+  def to_json(self) -> dict:
+    out = dataclasses.asdict(self)
+    out.update(peak_gib_per_chip=self.peak_gib_per_chip, fits=self.fits, est_mfu=self.est_mfu)
+    return {k: round(v, 4) if isinstance(v, float) and k != "model_flops" else v
+            for k, v in out.items()}
+
+  def line(self) -> str:
+    return (f"{self.function:<11} {self.topology:<10} compile {self.compile_s:6.1f} s | per chip:"
+            f" args {self.argument_gib:6.2f} out {self.output_gib:6.2f} alias"
+            f" {self.alias_gib:6.2f} temp {self.temp_gib:6.2f} -> peak"
+            f" {self.peak_gib_per_chip:6.2f} / {self.hbm_gib_per_chip:.0f} GiB"
+            f" {'fits' if self.fits else 'DOES NOT FIT'} | {self.model_flops:.3g} FLOPs,"
+            f" est {self.est_step_s:.3g} s, MFU <= {self.est_mfu:.0%}")
+
+
+def topology_mesh(topology: str, shape):
+  """A ('data', 'fsdp', 'tensor') mesh of `shape` over the devices of a TPU topology."""
+  from jax.experimental import topologies  # noqa: PLC0415
+
+  from jaxrl_gen import parallel  # noqa: PLC0415
+
+  name, options = chips_lib.topology_args(topology)
+  try:
+    devices = topologies.get_topology_desc(name, "tpu", **options).devices
+  except Exception as e:  # libtpu raises RuntimeError / XlaRuntimeError for unknown shapes
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f"topology {topology!r}: libtpu cannot describe it ({message}); is the"
+                     " libtpu package installed (pip install -e '.[test]' or libtpu)?") from None
+  return parallel.make_mesh(shape, devices)
+
+
+def state_bytes_per_chip(config, mesh) -> tuple[float, float]:
+  """(bytes per chip of the trained parameters, their gradients and two Adam moments as the
+  mesh shards the weights; one chip's HBM)."""
+  from jaxrl_gen.models import mllama  # noqa: PLC0415
+  from jaxrl_gen.train import steps  # noqa: PLC0415
+
+  mc = steps.model_config(config, mesh)
+  sizes = dict(mesh.shape)
+  weight_shards = sizes["fsdp"] * sizes["tensor"]
+  per_param = 4 * np.dtype(mc.param_dtype).itemsize  # params, grads, mu, nu
+  chip = chips_lib.lookup(mesh.devices.flat[0].device_kind)
+  return mllama.param_count(mc) * per_param / weight_shards, chip.hbm_bytes
+
+
+def check_mesh(config, mesh) -> None:
+  """Refuses (one line) a mesh whose weight sharding leaves more training state on each chip
+  than a chip holds, before anything is compiled."""
+  need, have = state_bytes_per_chip(config, mesh)
+  if need > have:
+    sizes = dict(mesh.shape)
+    chips = math.prod(sizes.values())
+    raise DoesNotFit(
+        f"mesh {tuple(sizes.values())} shards the weights {sizes['fsdp'] * sizes['tensor']}"
+        f" ways: preset {config.model.preset!r} keeps {need / GIB:.1f} GiB of parameters,"
+        f" gradients and Adam moments on each chip, a chip has {have / GIB:.0f}; shard them,"
+        f" e.g. --config.mesh.shape='(1,-1,1)' (FSDP over all {chips} chips)")
+
+
+def _roofline(step, mc, chip: chips_lib.Chip, chips: int, moved: float, tensor: int) -> float:
+  """A lower bound on the step's time: compute at the chip's peak, or the HBM traffic of
+  reading its arguments and writing its outputs once (`moved` bytes per chip)."""
+  from jaxrl_gen.models import mllama  # noqa: PLC0415
+
+  compute = step.flops / (chips * chip.peak_flops)
+  if step.name != "sample":
+    return max(compute, moved / chip.hbm_bandwidth)
+  # Prefill compute, then each decode step reads the weights (gathered over FSDP, split over
+  # the tensor axis) and the KV cache once, or computes, whichever is slower.
+  rows, prompt = step.args[1]["ids"].shape
+  new = step.tokens // rows - prompt
+  n, itemsize, t = mllama.param_count(mc), np.dtype(mc.dtype).itemsize, mc.text
+  weights = n * itemsize / tensor
+  cache = 2 * t.num_layers * rows * (prompt + new) * t.num_kv_heads * t.head_dim * itemsize
+  prefill = 2.0 * n * rows * prompt / (chips * chip.peak_flops)
+  per_token = max(2.0 * n * rows / (chips * chip.peak_flops),
+                  (weights + cache / chips) / chip.hbm_bandwidth)
+  return prefill + new * per_token
+
+
+# What libtpu says when a program's temporaries alone exceed the chip's HBM (it then refuses
+# to compile): the bytes it needed and the HBM it had.
+_HBM_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
+_UNITS = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+def _shard_bytes(tree) -> int:
+  import jax  # noqa: PLC0415
+
+  return sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(tree) if not jax.dtypes.issubdtype(x.dtype,
+                                                                          jax.dtypes.prng_key))
+
+
+def _memory(step) -> dict[str, float]:
+  """Per-chip bytes of the compiled step: XLA's memory analysis or, when libtpu refuses to
+  compile for lack of HBM, the temporaries it reports and the arguments' shards."""
+  import jax  # noqa: PLC0415
+
+  try:
+    m = step.lower().compile().memory_analysis()
+  except jax.errors.JaxRuntimeError as e:
+    found = _HBM_OOM.search(str(e))
+    if not found:
+      raise
+    need, unit, have, have_unit = found.groups()
+    return {"argument": _shard_bytes(step.args), "output": 0.0, "alias": 0.0,
+            "temp": float(need) * _UNITS[unit], "hbm": float(have) * _UNITS[have_unit]}
+  return {"argument": m.argument_size_in_bytes, "output": m.output_size_in_bytes,
+          "alias": m.alias_size_in_bytes, "temp": m.temp_size_in_bytes}
+
+
+def _built(config, mesh, prompt_length: int):
+  from jaxrl_gen.train import steps  # noqa: PLC0415
+
+  if config.mode == "sft":
+    return steps.sft(config, mesh), SFT_STEPS
+  if config.mode == "rl":
+    return steps.rl(config, mesh, prompt_length=prompt_length), RL_STEPS
+  raise ValueError(f"jaxrl-gen aot compiles the steps of an sft or rl config; this one's mode"
+                   f" is {config.mode!r}")
+
+
+def check(config, topology: str, *, prompt_length: int = 512, functions=None,
+          on_report=None) -> list[Report]:
+  """Compiles the config's steps for `topology` (its `config.mesh.shape` over the topology's
+  chips) and reports each; `functions` picks a subset, `on_report` sees each as it lands."""
+  mesh = topology_mesh(topology, config.mesh.shape)
+  check_mesh(config, mesh)
+  built, names = _built(config, mesh, prompt_length)
+  unknown = set(functions or ()) - set(names)
+  if unknown:
+    raise ValueError(f"functions {sorted(unknown)}: this config compiles {', '.join(names)}")
+  device = mesh.devices.flat[0]
+  chip = chips_lib.lookup(device.device_kind)
+  sizes = dict(mesh.shape)
+  reports = []
+  for name in names:
+    if functions and name not in functions:
+      continue
+    step = built[name]
+    started = time.perf_counter()
+    memory = _memory(step)
+    seconds = time.perf_counter() - started
+    moved = memory["argument"] + memory["output"]
+    report = Report(
+        function=name, topology=topology, chip=chip.name, chips=mesh.devices.size,
+        mesh=tuple(sizes.values()), compile_s=seconds,
+        argument_gib=memory["argument"] / GIB, output_gib=memory["output"] / GIB,
+        alias_gib=memory["alias"] / GIB, temp_gib=memory["temp"] / GIB,
+        hbm_gib_per_chip=memory.get("hbm", chip.hbm_bytes) / GIB, model_flops=step.flops,
+        tokens=step.tokens,
+        est_step_s=_roofline(step, built.model_config, chip, mesh.devices.size, moved,
+                             sizes["tensor"]))
+    reports.append(report)
+    if on_report is not None:
+      on_report(report)
+  return reports
+
+
+def advice(config, report: Report) -> str:
+  """One line: why a step does not fit and what would."""
+  need = report.peak_gib_per_chip / report.hbm_gib_per_chip
+  chips = 2 ** math.ceil(math.log2(report.chips * need))
+  tips = [f"about {chips} chips at this sharding"]
+  if config.model.remat != "full":
+    tips.append("--config.model.remat=full")
+  if config.mode == "sft":
+    tips.append(f"--config.sft.accum={config.sft.accum * 2 ** math.ceil(math.log2(need) + 1)}")
+  else:
+    tips.append(f"--config.ppo.grad_accum={config.ppo.grad_accum * 2}")
+  if report.mesh[2] == 1:
+    tips.append("a tensor axis, e.g. --config.mesh.shape='(1,-1,4)'")
+  if config.optim.get("moment_dtype", "float32") != "bfloat16":
+    tips.append("--config.optim.moment_dtype=bfloat16")
+  return (f"{report.function} needs {report.peak_gib_per_chip:.1f} GiB per chip on"
+          f" {report.topology}, a {report.chip} has {report.hbm_gib_per_chip:.0f}: try "
+          + ", ".join(tips))
