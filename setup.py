@@ -36,8 +36,13 @@ EXTRAS = {
         "hypothesis>=6.100",
         "torch==2.13.0",
         "transformers>=4.56",
+        # libtpu describes TPU topologies so the tests compile the steps for pods on a CPU
+        # (`jaxrl-gen aot`); no TPU is used.
+        "libtpu>=0.0.42",
     ],
-    "tpu": ["jax[tpu]>=0.10"],
+    # gs:// workdirs: etils.epath (run files, metrics), orbax and tensorboardX read GCS
+    # through these.
+    "tpu": ["jax[tpu]>=0.10", "gcsfs", "google-cloud-storage"],
     "gpu": ["jax[cuda12]>=0.10"],
     "notebooks": ["jupyter>=1.0", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
 }

@@ -5,8 +5,10 @@ transformers on the same weights and machine.
     python benchmarks/model_forward.py --preset=llama-3.2-11b-vision --dtype=bfloat16 --image \
         --peer=none        # on a GPU/TPU: tokens/s and MFU only
 
-FLOPs come from XLA's cost analysis of the compiled forward; MFU divides achieved FLOP/s by
-the device's peak (`--peak_tflops`, or a table of known bf16 peaks). The peer is
+Model FLOPs are the paper's count for a forward, 2 N D (N parameters, D tokens), not XLA's
+cost analysis, which counts a scanned body (the layers) once and so understates a scanned
+model several times over; MFU divides achieved FLOP/s by the device's dense bf16 peak
+(`--peak_tflops`, or `jaxrl_gen.chips`: TPU v4 / v5e / v5p ("TPU v5") / v6e, H100, H200, A100). The peer is
 `transformers`' PyTorch model (eager attention) loaded from our `save_pretrained` output,
 timed on the CPU; `--peer=none` skips it.
 """
@@ -25,10 +27,9 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from jaxrl_gen import chips  # noqa: E402
 from jaxrl_gen.models import hf, mllama, presets  # noqa: E402
 
-PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "TPU v4": 275.0,
-                    "TPU v5 lite": 197.0, "TPU v5p": 459.0, "TPU v6 lite": 918.0}
 
 
 def random_model(config) -> mllama.Model:
@@ -84,16 +85,16 @@ def main():
   arrays = {k: jnp.asarray(v) for k, v in inputs.items()}
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(**x).logits)
-  flops = forward.lower(state, arrays).compile().cost_analysis().get("flops", float("nan"))
   ours = _time(lambda: forward(state, arrays).block_until_ready(), args.repeats)
   tokens = args.batch * args.seq
+  flops = 2.0 * mllama.param_count(config) * tokens
   device = jax.devices()[0]
   print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} seq={args.seq}"
         f" image={args.image} device={device.device_kind} params={mllama.param_count(config):,}")
   print(f"jaxrl_gen: {ours * 1e3:.1f} ms/forward, {tokens / ours:,.0f} tokens/s,"
-        f" {flops / ours / 1e12:.3f} TFLOP/s")
-  peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items()
-                                   if k.lower() in device.device_kind.lower()), None)
+        f" {flops / ours / 1e12:.3f} model TFLOP/s (2ND)")
+  chip = chips.lookup(device.device_kind)
+  peak = args.peak_tflops or (chip.peak_flops / 1e12 if chip else None)
   if peak and device.platform != "cpu":
     print(f"MFU: {flops / ours / 1e12 / peak:.1%} of {peak} TFLOP/s")
   if args.peer == "none":

@@ -127,7 +127,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy)
 
   config.model = config_lib.model_config(choice.preset)
-  config.mesh = config_lib.mesh_config()
+  config.mesh = config_lib.mesh_config(choice.preset)
   config.sampling = config_lib.sampling_config(toy=toy)
   config.experiment = config_lib.experiment_config(
       init_steps=1200 if toy else 400, rl_updates=150 if toy else 20)

@@ -28,6 +28,15 @@ IMPLEMENTED_MODES = ("play", "sft", "rl", "eval")
 TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 
 
+# The pod recipes of the real presets, their defaults (measured by `jaxrl-gen aot`, the fit
+# table in docs/pods.md): FSDP over every chip (mesh (1, -1, 1)), every scanned block
+# rematerialised, and SFT gradient accumulation `sft.accum` for batches of 128 x 1024.
+POD_MESH = (1, -1, 1)
+POD_REMAT = "full"
+POD_SFT_ACCUM = {"llama-3.2-1b": 1, "llama-3.2-3b": 2, "llama-3.1-8b": 4,
+                 "llama-3.2-11b-vision": 4, "llama-3.2-90b-vision": 8}
+
+
 class ConfigError(ValueError):
   """A config that cannot run; the message is one line meant for the user."""
 
@@ -77,7 +86,8 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
       model.dtype        compute dtype: 'auto' (bfloat16 on TPU/GPU, float32 on CPU) |
                          'float32' | 'bfloat16' | 'float16'.
       model.param_dtype  parameter (master weight) dtype: 'float32' (default) | 'bfloat16'.
-      model.remat        rematerialisation of each scanned block: 'none' | 'full' | 'dots' |
+      model.remat        rematerialisation of each scanned block: 'none' (toy presets) |
+                         'full' (real presets: save only each block's input) | 'dots' |
                          'dots_no_batch' | 'save_qkv' | 'save_attn_mlp'.
       model.scan_layers  True: lax.scan over repeated layers (fast compiles); False: unrolled.
   """
@@ -85,22 +95,24 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
       "preset": preset,
       "dtype": "auto",
       "param_dtype": "float32",
-      "remat": "none",
+      "remat": "none" if preset in TOY_PRESETS else POD_REMAT,
       "scan_layers": True,
   })
 
 
-def mesh_config() -> ml_collections.ConfigDict:
+def mesh_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   """The `config.mesh` section: the device mesh and the logical-axis sharding rules.
 
       mesh.shape  sizes of the ('data', 'fsdp', 'tensor') axes; one -1 takes the remaining
-                  devices. (-1, 1, 1): pure data parallelism; (1, -1, 1): FSDP.
+                  devices. (-1, 1, 1): pure data parallelism (toy presets); (1, -1, 1): FSDP,
+                  every parameter and optimizer moment split over all chips (real presets:
+                  replicated, an 11B model's training state alone is 176 GB per chip).
       mesh.rules  (logical axis, mesh axes) pairs: parameters and activations name their
                   dimensions ('embed', 'heads', 'kv_heads', 'mlp', 'vocab', 'batch', ...);
                   a name maps to None (replicated), a mesh axis, or a tuple of mesh axes.
   """
   return ml_collections.ConfigDict({
-      "shape": (-1, 1, 1),
+      "shape": (-1, 1, 1) if preset in TOY_PRESETS else POD_MESH,
       "rules": model_config_lib.DEFAULT_RULES,
   })
 
@@ -146,7 +158,9 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   SFT (`jaxrl_gen.train`):
       sft.steps           optimizer steps of the run (the schedule's length).
       sft.batch_size      128: global batch (examples per optimizer step, all processes).
-      sft.accum           1: gradient accumulation: micro-batches per step.
+      sft.accum           gradient accumulation: micro-batches per step (1 for toy presets;
+                          real presets: POD_SFT_ACCUM, 4 for 11B: what fits 128 x 1024 rows
+                          with an image on a v5p-8).
       sft.loss_chunk      512: the LM head and loss run over this many positions at a time
                           (rematerialised), so a 128k-vocabulary step never holds the whole
                           sequence's fp32 logits; 0: all positions at once. Same loss.
@@ -188,7 +202,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
       "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
-      "steps": 300 if toy else steps, "batch_size": 32 if toy else 128, "accum": 1,
+      "steps": 300 if toy else steps, "batch_size": 32 if toy else 128,
+      "accum": POD_SFT_ACCUM.get(config.model.preset, 1),
       "loss_chunk": 512, "init": "",
       "freeze": (), "eval_every": 50, "eval_batches": 4, "eval_episodes": 0})
   config.optim = ml_collections.ConfigDict({
@@ -200,7 +215,7 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
 
 
 def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
-                   num_devices: int | None = None) -> None:
+                   num_devices: int | None = None, files: bool = True) -> None:
   """The training sections: sizes that divide, choices that exist, patterns that compile."""
   import re  # noqa: PLC0415
 
@@ -243,7 +258,7 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
       raise ConfigError(f"config.sft.freeze: {pattern!r} is not a regular expression ({e})")
   if data.source == "llava":
     _check(bool(data.llava_json), "config.data.source='llava' needs config.data.llava_json")
-  if not config.text.tokenizer and not sft.init:
+  if files and not config.text.tokenizer and not sft.init:
     vocab = model_presets.get(config.model.preset).text.vocab_size
     _check(vocab == 2048, f"config.text.tokenizer='' (the embedded tokenizer, 2048 ids) does not "
            f"fit preset {config.model.preset!r} (vocab {vocab}): set config.text.tokenizer or "
@@ -489,9 +504,11 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
-             process_count: int | None = None) -> ml_collections.ConfigDict:
+             process_count: int | None = None, files: bool = True
+             ) -> ml_collections.ConfigDict:
   """Cross-field checks, run before anything is compiled. Raises `ConfigError`. The mesh is
-  checked against `num_devices` over `process_count` hosts (default: this run's)."""
+  checked against `num_devices` over `process_count` hosts (default: this run's); `files`
+  False skips what only a real run reads (the tokenizer)."""
   from jaxrl_gen import envs  # configs import this module; keep the import graph one-way
 
   _one_of(config, "mode", IMPLEMENTED_MODES)
@@ -502,7 +519,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     import jax  # noqa: PLC0415
 
     validate_train(config, process_count or jax.process_count(),
-                   num_devices or jax.device_count())
+                   num_devices or jax.device_count(), files)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     validate_ppo(config)

@@ -5,7 +5,8 @@
 
 `metrics.jsonl` has one JSON object per line with its `step`; on resume, lines after the
 restored step (written before a crash, never checkpointed) are dropped so the file reads as
-one uninterrupted run, and TensorBoard events after it are purged the same way.
+one uninterrupted run, and TensorBoard events after it are purged the same way. The workdir
+may be a local path or a URL such as gs:// (through `etils.epath`).
 
 Compute follows the paper (`reference.md` §6): training FLOPs = 6 N D (N parameters, D
 tokens). MFU divides achieved FLOP/s by the devices' peak where it is known (bf16 dense).
@@ -21,13 +22,8 @@ from typing import Any, Mapping
 
 import jax
 
-# Dense bf16 peak FLOP/s per device, by `jax.Device.device_kind` (substring match, first wins).
-PEAK_FLOPS = (
-    ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
-    ("TPU v5", 459e12), ("TPU v4", 275e12), ("TPU v3", 123e12), ("H200", 989e12),
-    ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10", 125e12),
-)
-
+from jaxrl_gen import chips
+from etils import epath
 
 def training_flops(num_params: int, tokens: float) -> float:
   """The paper's compute count for training on `tokens` tokens: 6 N D."""
@@ -40,9 +36,9 @@ def inference_flops(num_params: int, tokens: float) -> float:
 
 
 def peak_flops(device: Any = None) -> float | None:
-  """Peak FLOP/s of one device, None where unknown (CPUs)."""
-  kind = (device or jax.devices()[0]).device_kind
-  return next((peak for name, peak in PEAK_FLOPS if name.lower() in kind.lower()), None)
+  """Dense bf16 peak FLOP/s of one device (`jaxrl_gen.chips`), None where unknown (CPUs)."""
+  chip = chips.lookup((device or jax.devices()[0]).device_kind)
+  return None if chip is None else chip.peak_flops
 
 
 def mfu(flops_per_second: float, num_devices: int | None = None) -> float | None:
@@ -82,24 +78,37 @@ class MetricWriter:
 
   def __init__(self, workdir: str, *, resume_step: int = 0, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = str(epath.Path(workdir) / "metrics.jsonl")
     self._tb = None
+    # The file's lines, for a remote path: an object store (gs://) cannot append, so each
+    # write uploads the whole file again. That makes every record durable once `write`
+    # returns, which resuming relies on (it keeps the records up to the restored step and
+    # never writes them again); buffering until `close` would lose them to a preemption.
+    self._lines: list[str] | None = None
     if not self.enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
-    _truncate_after(self.path, resume_step)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    lines = _truncate_after(self.path, resume_step)
+    if not _is_local(self.path):
+      self._lines = lines
     if tensorboard:
       from tensorboardX import SummaryWriter
 
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+      # tensorboardX takes the logdir string itself (gs:// needs google-cloud-storage).
+      self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"),
                                purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, step: int, values: Mapping[str, Any]):
     if not self.enabled:
       return
     values = {k: _number(v) for k, v in values.items()}
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": step, **values}, sort_keys=True) + "\n")
+    line = json.dumps({"step": step, **values}, sort_keys=True) + "\n"
+    if self._lines is None:
+      with epath.Path(self.path).open("a") as f:
+        f.write(line)
+    else:
+      self._lines.append(line)
+      epath.Path(self.path).write_text("".join(self._lines))
     if self._tb is not None:
       for key, value in values.items():
         if isinstance(value, (int, float)) and math.isfinite(value):
@@ -114,18 +123,26 @@ class MetricWriter:
       self._tb.close()
 
 
-def read_jsonl(path: str) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+  """The records of a JSONL file (a local path or a URL such as gs://)."""
+  with epath.Path(path).open("r") as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def _truncate_after(path: str, step: int):
-  """Drops records with `step` > `step` (a fresh run, step 0, starts an empty file)."""
-  if not os.path.exists(path):
-    return
+def _truncate_after(path: str, step: int) -> list[str]:
+  """Drops records with `step` > `step` (a fresh run, step 0, starts an empty file); the lines
+  kept."""
+  if not epath.Path(path).exists():
+    return []
   kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step] if step else []
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+  lines = [json.dumps(r, sort_keys=True) + "\n" for r in kept]
+  epath.Path(path).write_text("".join(lines))
+  return lines
+
+
+def _is_local(path: str) -> bool:
+  """Whether `path` is on this machine's file system (not a URL such as gs://)."""
+  return "://" not in path
 
 
 def _number(value: Any) -> Any:

@@ -40,7 +40,8 @@ def validate(config) -> None:
   if not _TOPOLOGY.value:
     raise config_lib.ConfigError("jaxrl-gen aot needs --topology, e.g. --topology=v5p:2x2x2")
   mesh = aot.topology_mesh(_TOPOLOGY.value, config.mesh.shape)
-  config_lib.validate(config, num_devices=mesh.devices.size, process_count=steps.processes(mesh))
+  config_lib.validate(config, num_devices=mesh.devices.size, process_count=steps.processes(mesh),
+                      files=False)
 
 
 def main(config, workdir: str | None):

@@ -7,7 +7,9 @@ returns the state unchanged when there is none; the restored arrays get the shar
 given (abstract or concrete) state. Saves are asynchronous by default; a run killed mid-save
 leaves an unfinished temporary directory that orbax ignores, so the last complete checkpoint
 wins. The iterator position is taken when `save` is called (a snapshot), so a save that
-finishes in the background still records the batches the saved state has seen.
+finishes in the background still records the batches the saved state has seen. The directory
+may be local or a URL such as gs:// (orbax handles both; gs:// needs gcsfs and
+google-cloud-storage installed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 STATE, DATA = "state", "data"
 
@@ -37,12 +40,20 @@ class _IteratorSnapshot:
 
 
 class Checkpointer:
-  def __init__(self, directory: str, *, every: int, keep: int, async_save: bool = True):
+  """The checkpoints of one run in `directory`, every `every` steps, the latest `keep` kept."""
+
+  def __init__(self, directory: str | os.PathLike, *, every: int, keep: int,
+               async_save: bool = True):
     if every < 1 or keep < 1:
       raise ValueError(f"checkpoint every={every} and keep={keep} must both be >= 1")
     self.every = every
+    directory = os.fspath(directory)
+    # Orbax wants an absolute path; a URL (gs://...) is one already, and abspath would turn
+    # it into a local directory named "gs:".
+    if "://" not in directory:
+      directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
+        epath.Path(directory),
         item_handlers={STATE: ocp.StandardCheckpointHandler(),
                        DATA: grain.checkpoint.CheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
@@ -89,5 +100,5 @@ def _abstract(x: Any) -> Any:
 
 def from_config(config, workdir: str) -> Checkpointer:
   """The run's checkpoints under `<workdir>/checkpoints`, as `config.checkpoint` says."""
-  return Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint.every,
+  return Checkpointer(epath.Path(workdir) / "checkpoints", every=config.checkpoint.every,
                       keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)

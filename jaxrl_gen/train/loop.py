@@ -19,6 +19,7 @@ from typing import Callable
 
 import grain
 import jax
+from etils import epath
 from absl import logging
 import numpy as np
 from flax import nnx
@@ -103,12 +104,11 @@ def sampled_eval(config, graphdef: nnx.GraphDef, processor: processor_lib.Proces
 def write_run_files(config, model_config, workdir: str):
   """`<workdir>/config.json` (the run's whole config) and `model_config.json` (the shapes
   `restore.load_model` rebuilds the model with)."""
-  os.makedirs(workdir, exist_ok=True)
+  root = epath.Path(workdir)  # a local path or gs://...
+  root.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, restore.RUN_CONFIG), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    with open(os.path.join(workdir, restore.MODEL_CONFIG), "w") as f:
-      f.write(model_config.to_json())
+    (root / restore.RUN_CONFIG).write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    (root / restore.MODEL_CONFIG).write_text(model_config.to_json())
 
 
 def resume(config, workdir: str, state, carried) -> tuple:
@@ -200,7 +200,7 @@ def _mean(records: list[dict]) -> dict:
 
 def last_value(path: str, key: str, step: int) -> float:
   """The latest `key` recorded at or before `step` (0 without one)."""
-  if not step or not os.path.exists(path):
+  if not step or not epath.Path(path).exists():
     return 0.0
   values = [r[key] for r in metrics_lib.read_jsonl(path) if key in r and r["step"] <= step]
   return float(values[-1]) if values else 0.0

@@ -1,0 +1,117 @@
+"""Pod scale on a CPU: the trainers' own steps compiled ahead of time for TPU topologies
+(libtpu), their per-chip memory, sharding constraints and model FLOPs; `jaxrl-gen aot`'s
+exit codes and one-line refusals."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import gp
+from jaxrl_gen import aot, chips, parallel
+from jaxrl_gen.models import mllama
+from jaxrl_gen.train import steps
+
+pytest.importorskip("libtpu")
+
+
+def _tiny(arg: str, **changes):
+  config = gp.get_config(arg)
+  with config.unlocked():
+    for key, value in changes.items():
+      section, name = key.split("__")
+      config[section][name] = value
+  return config
+
+
+@pytest.mark.parametrize("topology", ["v5p:2x2x2", "v4:2x2x2"])
+def test_tiny_sft_and_rl_steps_compile_for_tpu_topologies_and_fit(topology):
+  sft = _tiny("vl,sft,tiny", sft__batch_size=16, data__max_length=128)
+  reports = aot.check(sft, topology)
+  assert [r.function for r in reports] == ["sft_step"]
+  rl = _tiny("l,rl,tiny-text", ppo__num_steps=16, ppo__num_envs=4, ppo__rescore_chunk=4,
+             sampling__max_new_tokens=32)
+  reports += aot.check(rl, topology, prompt_length=64)
+  assert [r.function for r in reports] == ["sft_step", "rescore", "ppo_update", "sample"]
+  chip = chips.lookup("TPU v5" if topology.startswith("v5p") else "TPU v4")
+  for r in reports:
+    assert r.fits and r.chips == 8 and r.chip == chip.name
+    assert 0 < r.peak_gib_per_chip < 1 and r.hbm_gib_per_chip == pytest.approx(chip.hbm_gib,
+                                                                             rel=0.02)
+    assert r.est_step_s > 0 and 0 < r.est_mfu <= 1
+    record = r.to_json()
+    for key in ("function", "topology", "fits", "peak_gib_per_chip", "hbm_gib_per_chip",
+                "model_flops", "est_step_s"):
+      assert key in record
+  # Model FLOPs are the paper's 6ND (2ND without gradients), D the tokens of one call.
+  n_vl = mllama.param_count(steps.model_config(sft, parallel.make_mesh((-1, 1, 1))))
+  assert reports[0].model_flops == 6.0 * n_vl * 16 * 128
+  n_text = mllama.param_count(steps.model_config(rl, parallel.make_mesh((-1, 1, 1))))
+  update = reports[2]
+  assert update.tokens == 16 * 2 * (64 + 64) * rl.ppo.ppo_epochs  # 2 hosts, lengths to 64
+  assert update.model_flops == 6.0 * n_text * update.tokens
+  assert reports[1].model_flops == 2.0 * n_text * reports[1].tokens
+
+
+def test_the_sft_step_as_the_trainer_runs_it_applies_the_activation_constraints():
+  """The trainer's step is traced under the mesh: the model's `parallel.constrain` calls and
+  the embedding gather's constraint reach the lowered program (outside the mesh they are
+  no-ops)."""
+  config = _tiny("l,sft,tiny-text", sft__batch_size=8, data__max_length=64)
+  built = steps.sft(config, parallel.make_mesh((2, 4, 1)))
+  step = built["sft_step"]
+  constrained = step.lower().as_text().count("sdy.sharding_constraint")
+  bare = step.fn.lower(*step.args).as_text().count("sdy.sharding_constraint")
+  assert bare == 0 and constrained >= 8, (bare, constrained)
+
+
+def test_ppo_micro_batches_take_rows_from_every_data_shard_without_permuting_the_buffer():
+  from jaxrl_gen.train import ppo  # noqa: PLC0415
+
+  rows = np.asarray(ppo.shuffled_rows(jax.random.key(0), 64, steps=4, shards=8))
+  assert rows.shape == (4, 8, 2)
+  for block in range(8):  # each shard's 8 rows, each once per pass
+    assert sorted(rows[:, block].ravel()) == list(range(8))
+  batch = {"x": np.arange(64) * 10}
+  micro = np.asarray(ppo.take_rows(batch, rows[1])["x"])
+  expected = [10 * (8 * block + i) for block in range(8) for i in rows[1, block]]
+  assert micro.tolist() == expected
+  # One shard: the reference's permutation of all rows, cut in order.
+  order = np.asarray(jax.random.permutation(jax.random.key(3), 64))
+  one = np.asarray(ppo.shuffled_rows(jax.random.key(3), 64, steps=4, shards=1))
+  assert one.reshape(-1).tolist() == order.tolist()
+
+
+def _aot_cli(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  return subprocess.run([sys.executable, "-m", "jaxrl_gen.main", "aot", *args],
+                        capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_aot_cli_prints_json_and_refuses_what_cannot_fit(repo_root):
+  config = f"--config={repo_root}/configs/gp.py:l,sft,tiny-text"
+  ok = _aot_cli(config, "--topology=v5p:2x2x2", "--json", "--config.sft.batch_size=8",
+                "--config.data.max_length=64")
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  (record,) = [json.loads(line) for line in ok.stdout.splitlines() if line.startswith("{")]
+  assert record["function"] == "sft_step" and record["fits"] and record["topology"] == "v5p:2x2x2"
+  # A 1B model replicated by a data-parallel mesh: refused before compiling, in one line.
+  replicated = _aot_cli(f"--config={repo_root}/configs/gp.py:l,sft,llama-3.2-1b",
+                        "--topology=v5e:2x2", "--config.mesh.shape=(-1,1,1)")
+  assert replicated.returncode == 2
+  assert replicated.stderr.strip().splitlines()[-1].startswith("jaxrl-gen aot: mesh (4, 1, 1)")
+  assert "--config.mesh.shape='(1,-1,1)'" in replicated.stderr
+  # The 1B recipe without remat on a v5e: compiled, over HBM, exit 1 with what would fit.
+  over = _aot_cli(f"--config={repo_root}/configs/gp.py:l,sft,llama-3.2-1b",
+                  "--topology=v5e:2x2", "--config.model.remat=none")
+  assert over.returncode == 1, over.stderr[-2000:]
+  assert "DOES NOT FIT" in over.stdout
+  advice = over.stderr.strip().splitlines()[-1]
+  assert advice.startswith("jaxrl-gen aot: sft_step needs") and "--config.model.remat=full" in advice
+  bad = _aot_cli(config, "--topology=v9:2x2")
+  assert bad.returncode == 2 and "topology 'v9:2x2'" in bad.stderr.strip().splitlines()[-1]
