@@ -245,8 +245,8 @@ def advice(config, report: Report) -> str:
     tips.append(f"--config.ppo.grad_accum={config.ppo.grad_accum * 2}")
   if report.mesh[2] == 1:
     tips.append("a tensor axis, e.g. --config.mesh.shape='(1,-1,4)'")
-  if config.optim.get("moment_dtype", "float32") != "bfloat16":
-    tips.append("--config.optim.moment_dtype=bfloat16")
+  if config.model.param_dtype != "bfloat16":
+    tips.append("--config.model.param_dtype=bfloat16 (half the state)")
   return (f"{report.function} needs {report.peak_gib_per_chip:.1f} GiB per chip on"
           f" {report.topology}, a {report.chip} has {report.hbm_gib_per_chip:.0f}: try "
           + ", ".join(tips))
