@@ -33,11 +33,11 @@ ROWS = [
     ("11b-sft-v5p8", f"{GP_VL},sft,llama-3.2-11b-vision", "v5p:2x2x2", []),
     ("11b-rl-v5p8", f"{GP_VL},rl,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
     ("11b-sft-v4-16", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x4", []),
+    ("90b-sft-v5p32", f"{GP_VL},sft,llama-3.2-90b-vision", "v5p:4x4x2", []),
     ("11b-rl-v4-16", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4", RL_SHAPES),
     ("11b-sft-v4-8", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x2", ["--config.sft.accum=8"]),
     ("11b-rl-v4-8", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x2", RL_SHAPES),
     ("11b-sft-v5e16", f"{GP_VL},sft,llama-3.2-11b-vision", "v5e:4x4", ["--config.sft.accum=8"]),
-    ("90b-sft-v5p32", f"{GP_VL},sft,llama-3.2-90b-vision", "v5p:4x4x2", []),
     ("90b-rl-v5p32", f"{GP_VL},rl,llama-3.2-90b-vision", "v5p:4x4x2", RL_SHAPES),
 ]
 
