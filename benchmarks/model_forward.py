@@ -8,9 +8,9 @@ transformers on the same weights and machine.
 Model FLOPs are the paper's count for a forward, 2 N D (N parameters, D tokens), not XLA's
 cost analysis, which counts a scanned body (the layers) once and so understates a scanned
 model several times over; MFU divides achieved FLOP/s by the device's dense bf16 peak
-(`--peak_tflops`, or `jaxrl_gen.chips`: TPU v4 / v5e / v5p ("TPU v5") / v6e, H100, H200, A100). The peer is
-`transformers`' PyTorch model (eager attention) loaded from our `save_pretrained` output,
-timed on the CPU; `--peer=none` skips it.
+(`--peak_tflops`, or `jaxrl_gen.chips`: TPU v4 / v5e / v5p ("TPU v5") / v6e, H100, H200,
+A100). The peer is `transformers`' PyTorch model (eager attention) loaded from our
+`save_pretrained` output, timed on the CPU; `--peer=none` skips it.
 """
 
 from __future__ import annotations

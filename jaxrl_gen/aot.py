@@ -154,7 +154,8 @@ def _roofline(step, mc, chip: chips_lib.Chip, chips: int, moved: float, tensor: 
 
 # What libtpu says when a program's temporaries alone exceed the chip's HBM (it then refuses
 # to compile): the bytes it needed and the HBM it had.
-_HBM_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
+_HBM_OOM = re.compile(
+    r"HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
 _UNITS = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 

@@ -21,9 +21,10 @@ import time
 from typing import Any, Mapping
 
 import jax
+from etils import epath
 
 from jaxrl_gen import chips
-from etils import epath
+
 
 def training_flops(num_params: int, tokens: float) -> float:
   """The paper's compute count for training on `tokens` tokens: 6 N D."""

@@ -112,6 +112,7 @@ def test_aot_cli_prints_json_and_refuses_what_cannot_fit(repo_root):
   assert over.returncode == 1, over.stderr[-2000:]
   assert "DOES NOT FIT" in over.stdout
   advice = over.stderr.strip().splitlines()[-1]
-  assert advice.startswith("jaxrl-gen aot: sft_step needs") and "--config.model.remat=full" in advice
+  assert advice.startswith("jaxrl-gen aot: sft_step needs")
+  assert "--config.model.remat=full" in advice
   bad = _aot_cli(config, "--topology=v9:2x2")
   assert bad.returncode == 2 and "topology 'v9:2x2'" in bad.stderr.strip().splitlines()[-1]

@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 
 from jaxrl_gen import parallel
+from jaxrl_gen.data.pipeline import IMAGE_KEYS
 from jaxrl_gen.models import mllama
 from jaxrl_gen.train import ppo
 from jaxrl_gen.train.sft import BATCH_AXES, MODEL_INPUTS
@@ -28,7 +29,6 @@ from jaxrl_gen.train.state import TrainState
 # the SFT batch's model inputs, and the output tokens in place of the loss mask.
 SEQUENCE_AXES = {**{k: v for k, v in BATCH_AXES.items() if k != "loss_mask"},
                  "output_ids": ("batch", None)}
-IMAGE_KEYS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
 
 
 class ActorCritic(nnx.Module):
