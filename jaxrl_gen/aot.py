@@ -46,6 +46,7 @@ class Report:
   topology: str
   chip: str
   chips: int
+  hosts: int
   mesh: tuple[int, ...]
   compile_s: float
   argument_gib: float
@@ -103,9 +104,9 @@ def topology_mesh(topology: str, shape):
   return parallel.make_mesh(shape, devices)
 
 
-def state_bytes_per_chip(config, mesh) -> tuple[float, float]:
+def state_bytes_per_chip(config, mesh) -> tuple[float, float | None]:
   """(bytes per chip of the trained parameters, their gradients and two Adam moments as the
-  mesh shards the weights; one chip's HBM)."""
+  mesh shards the weights; one chip's HBM, None for a device of unknown memory: CPUs)."""
   from jaxrl_gen.models import mllama  # noqa: PLC0415
   from jaxrl_gen.train import steps  # noqa: PLC0415
 
@@ -114,14 +115,16 @@ def state_bytes_per_chip(config, mesh) -> tuple[float, float]:
   weight_shards = sizes["fsdp"] * sizes["tensor"]
   per_param = 4 * np.dtype(mc.param_dtype).itemsize  # params, grads, mu, nu
   chip = chips_lib.lookup(mesh.devices.flat[0].device_kind)
-  return mllama.param_count(mc) * per_param / weight_shards, chip.hbm_bytes
+  return (mllama.param_count(mc) * per_param / weight_shards,
+          None if chip is None else chip.hbm_bytes)
 
 
 def check_mesh(config, mesh) -> None:
   """Refuses (one line) a mesh whose weight sharding leaves more training state on each chip
-  than a chip holds, before anything is compiled."""
+  than a chip holds, before anything is compiled (`jaxrl-gen aot`, and `validate` for
+  training runs on accelerators)."""
   need, have = state_bytes_per_chip(config, mesh)
-  if need > have:
+  if have is not None and need > have:
     sizes = dict(mesh.shape)
     chips = math.prod(sizes.values())
     raise DoesNotFit(
@@ -200,6 +203,8 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
           on_report=None) -> list[Report]:
   """Compiles the config's steps for `topology` (its `config.mesh.shape` over the topology's
   chips) and reports each; `functions` picks a subset, `on_report` sees each as it lands."""
+  from jaxrl_gen.train import steps  # noqa: PLC0415
+
   mesh = topology_mesh(topology, config.mesh.shape)
   check_mesh(config, mesh)
   built, names = _built(config, mesh, prompt_length)
@@ -220,7 +225,7 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
     moved = memory["argument"] + memory["output"]
     report = Report(
         function=name, topology=topology, chip=chip.name, chips=mesh.devices.size,
-        mesh=tuple(sizes.values()), compile_s=seconds,
+        hosts=steps.processes(mesh), mesh=tuple(sizes.values()), compile_s=seconds,
         argument_gib=memory["argument"] / GIB, output_gib=memory["output"] / GIB,
         alias_gib=memory["alias"] / GIB, temp_gib=memory["temp"] / GIB,
         hbm_gib_per_chip=memory.get("hbm", chip.hbm_bytes) / GIB, model_flops=step.flops,
@@ -243,7 +248,16 @@ def advice(config, report: Report) -> str:
   if config.mode == "sft":
     tips.append(f"--config.sft.accum={config.sft.accum * 2 ** math.ceil(math.log2(need) + 1)}")
   else:
-    tips.append(f"--config.ppo.grad_accum={config.ppo.grad_accum * 2}")
+    # Micro-batches smaller than the data shards are gathered whole onto every chip: fewer,
+    # larger ones (one row a data shard) need less memory, not more.
+    p = config.ppo
+    shards = report.mesh[0] * report.mesh[1]
+    micro = p.num_steps * report.hosts // (p.minibatches * p.grad_accum)
+    if micro % shards:
+      fill = max(1, p.num_steps * report.hosts // (p.minibatches * shards))
+      tips.append(f"--config.ppo.grad_accum={fill} (micro-batches of one row a data shard)")
+    else:
+      tips.append(f"--config.ppo.grad_accum={p.grad_accum * 2}")
   if report.mesh[2] == 1:
     tips.append("a tensor axis, e.g. --config.mesh.shape='(1,-1,4)'")
   if config.model.param_dtype != "bfloat16":

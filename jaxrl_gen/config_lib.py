@@ -503,6 +503,18 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "sampling.decode_layers", sampling_inputs.DECODE_LAYERS)
 
 
+def _check_training_state_fits(config: ml_collections.ConfigDict) -> None:
+  """On accelerators of known memory: a mesh that leaves more parameters, gradients and Adam
+  moments on each chip than it holds (e.g. a replicating one for 11B) is refused here, not
+  after minutes of loading (`aot.check_mesh`)."""
+  from jaxrl_gen import aot, parallel  # noqa: PLC0415
+
+  try:
+    aot.check_mesh(config, parallel.make_mesh(config.mesh.shape))
+  except aot.DoesNotFit as e:
+    raise ConfigError(f"config.mesh: {e}") from None
+
+
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
              process_count: int | None = None, files: bool = True
              ) -> ml_collections.ConfigDict:
@@ -520,6 +532,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
     validate_train(config, process_count or jax.process_count(),
                    num_devices or jax.device_count(), files)
+  if config.mode in ("sft", "rl") and num_devices is None:
+    _check_training_state_fits(config)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     validate_ppo(config)

@@ -116,3 +116,22 @@ def test_aot_cli_prints_json_and_refuses_what_cannot_fit(repo_root):
   assert "--config.model.remat=full" in advice
   bad = _aot_cli(config, "--topology=v9:2x2")
   assert bad.returncode == 2 and "topology 'v9:2x2'" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_validate_refuses_a_training_mesh_that_cannot_hold_the_state(monkeypatch):
+  """On a chip of known memory (here the 8 CPU devices posing as v5e chips, 16 GiB), a 1B
+  SFT run whose mesh replicates the weights is a one-line config error before any loading;
+  the FSDP recipe passes. CPUs (unknown memory) are never refused."""
+  from jaxrl_gen import config_lib  # noqa: PLC0415
+
+  config = _tiny("l,sft,llama-3.2-1b", text__tokenizer="/some/checkpoint",
+                 mesh__shape=(-1, 1, 1))
+  config_lib.validate(config)  # a CPU: nothing to compare with
+  v5e = chips.lookup("TPU v5 lite")
+  monkeypatch.setattr(chips, "lookup", lambda kind: v5e)
+  with pytest.raises(config_lib.ConfigError, match=r"config.mesh: mesh \(8, 1, 1\) shards the"
+                     r" weights 1 ways: .* 18\.\d GiB .* a chip has 16"):
+    config_lib.validate(config)
+  with config.unlocked():
+    config.mesh.shape = (1, -1, 1)
+  config_lib.validate(config)
