@@ -113,7 +113,9 @@ def state_bytes_per_chip(config, mesh) -> tuple[float, float | None]:
   mc = steps.model_config(config, mesh)
   sizes = dict(mesh.shape)
   weight_shards = sizes["fsdp"] * sizes["tensor"]
-  per_param = 4 * np.dtype(mc.param_dtype).itemsize  # params, grads, mu, nu
+  moments = config.optim.moment_dtype if config.mode == "sft" else mc.param_dtype
+  # params and grads in the parameter dtype, Adam's mu and nu in the moments'
+  per_param = 2 * np.dtype(mc.param_dtype).itemsize + 2 * np.dtype(moments).itemsize
   chip = chips_lib.lookup(mesh.devices.flat[0].device_kind)
   return (mllama.param_count(mc) * per_param / weight_shards,
           None if chip is None else chip.hbm_bytes)
@@ -260,6 +262,8 @@ def advice(config, report: Report) -> str:
       tips.append(f"--config.ppo.grad_accum={p.grad_accum * 2}")
   if report.mesh[2] == 1:
     tips.append("a tensor axis, e.g. --config.mesh.shape='(1,-1,4)'")
+  if config.mode == "sft" and config.optim.moment_dtype != "bfloat16":
+    tips.append("--config.optim.moment_dtype=bfloat16")
   if config.model.param_dtype != "bfloat16":
     tips.append("--config.model.param_dtype=bfloat16 (half the state)")
   return (f"{report.function} needs {report.peak_gib_per_chip:.1f} GiB per chip on"

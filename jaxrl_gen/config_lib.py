@@ -186,6 +186,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
       optim.warmup_ratio  0.03: linear warm-up over the first 3% of the steps.
       optim.end_lr_ratio  0.0: the cosine ends at lr * this.
       optim.max_grad_norm 1.0 (transformers' Trainer default); None: no clipping.
+      optim.moment_dtype  'float32' | 'bfloat16': Adam's two moments (bf16: half the
+                          optimizer state on a pod; the update runs in fp32).
   Checkpoints (`jaxrl_gen.train.checkpoint`, under <workdir>/checkpoints; a run resumes from
   the latest one automatically):
       checkpoint.every    20: steps between checkpoints (the reference's save interval).
@@ -209,7 +211,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   config.optim = ml_collections.ConfigDict({
       "lr": 1e-3 if toy else lr, "b1": 0.9, "b2": 0.98, "eps": 1e-7, "weight_decay": 0.0,
       "schedule": "cosine", "warmup_ratio": 0.03, "end_lr_ratio": 0.0,
-      "max_grad_norm": ml_collections.FieldReference(1.0, field_type=float)})
+      "max_grad_norm": ml_collections.FieldReference(1.0, field_type=float),
+      "moment_dtype": "float32"})
   config.checkpoint = ml_collections.ConfigDict({"every": 20, "keep": 3, "async_save": True})
   config.log = ml_collections.ConfigDict({"every": 10, "tensorboard": True, "progress": True})
 
@@ -222,6 +225,7 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
   sft, data, optim = config.sft, config.data, config.optim
   _one_of(config, "data.source", ("env", "llava"))
   _one_of(config, "optim.schedule", ("cosine", "constant"))
+  _one_of(config, "optim.moment_dtype", ("float32", "bfloat16"))
   for key, value, low in (("sft.steps", sft.steps, 1), ("sft.batch_size", sft.batch_size, 1),
                           ("sft.accum", sft.accum, 1), ("data.max_length", data.max_length, 2),
                           ("sft.loss_chunk", sft.loss_chunk, 0),

@@ -117,6 +117,31 @@ def test_chunked_loss_equals_the_whole_sequence_loss_and_gradients():
       np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=2e-6)
 
 
+def test_bf16_moments_halve_the_optimizer_state_and_keep_the_update():
+  """optim.moment_dtype='bfloat16': Adam's mu and nu are stored in bf16 (the count stays an
+  integer); an update from them equals the fp32-moment update to bf16 precision."""
+  model = _model("tiny-text")
+  batch = _batch(images=False)
+  results = {}
+  for dtype in ("float32", "bfloat16"):
+    tx = optim.optimizer(_optim(moment_dtype=dtype), 10)
+    graphdef, state = state_lib.create(model, tx, seed=0)
+    start = state.params
+    floats = {x.dtype for x in jax.tree.leaves(state.opt_state)
+              if jnp.issubdtype(x.dtype, jnp.floating)}
+    assert floats == {jnp.dtype(dtype)}
+    step = jax.jit(lambda s, b: sft.sft_step(s, b, graphdef=graphdef, tx=tx))
+    for _ in range(3):
+      state, _ = step(state, batch)
+    results[dtype] = state.params
+  flat = {k: np.concatenate([np.ravel(x) for x in jax.tree.leaves(v)])
+          for k, v in dict(results, start=start).items()}
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(results["bfloat16"]))
+  moved = np.linalg.norm(flat["float32"] - flat["start"])
+  assert moved > 0
+  assert np.linalg.norm(flat["bfloat16"] - flat["float32"]) < 0.02 * moved
+
+
 def test_unsupervised_tokens_do_not_change_the_loss():
   model = _model("tiny")  # its embedding has the <|image|> row; the LM head does not
   batch = _batch(images=False)

@@ -4,7 +4,9 @@ AdamW (b1 0.9, b2 0.98, eps 1e-7, weight decay 0), cosine decay with linear warm
 first `warmup_ratio` of the steps (the first `ceil(ratio * steps)` steps, as transformers'
 `get_cosine_schedule_with_warmup`: 0 at step 0, the peak after the warm-up, `end_lr` at the end),
 optional global-norm clipping. Weight decay, when set, skips norms, biases and gates, as
-transformers' Trainer skips biases and LayerNorm weights.
+transformers' Trainer skips biases and LayerNorm weights. `moment_dtype` 'bfloat16' stores
+Adam's two moments in bf16 (half the optimizer state; the update itself runs in fp32 on the
+fp32 master weights).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxrl_gen.train.ppo import path_name
@@ -51,12 +54,30 @@ def decay_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(one, params)
 
 
+def moments_in(inner: optax.GradientTransformation, dtype) -> optax.GradientTransformation:
+  """`inner` with its floating-point state (Adam's moments) stored in `dtype`: each update
+  reads it back in fp32, updates, and stores it again (counts stay integers)."""
+  def cast(tree, to):
+    return jax.tree.map(
+        lambda x: x.astype(to) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+  def init(params):
+    return cast(inner.init(params), dtype)
+
+  def update(updates, state, params=None):
+    updates, state = inner.update(updates, cast(state, jnp.float32), params)
+    return updates, cast(state, dtype)
+  return optax.GradientTransformation(init, update)
+
+
 def optimizer(optim: Any, total_steps: int) -> optax.GradientTransformation:
-  """The gradient transformation: [clip] -> AdamW with the schedule."""
+  """The gradient transformation: [clip] -> AdamW with the schedule, its moments in
+  `optim.moment_dtype`."""
   if optim.max_grad_norm is not None and optim.max_grad_norm <= 0:
     raise ValueError(f"config.optim.max_grad_norm={optim.max_grad_norm}: must be > 0 or None")
-  adamw = optax.adamw(schedule(optim, total_steps), b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                      weight_decay=optim.weight_decay, mask=decay_mask)
-  if optim.max_grad_norm is None:
-    return adamw
-  return optax.chain(optax.clip_by_global_norm(optim.max_grad_norm), adamw)
+  tx = optax.adamw(schedule(optim, total_steps), b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                   weight_decay=optim.weight_decay, mask=decay_mask)
+  if optim.max_grad_norm is not None:
+    tx = optax.chain(optax.clip_by_global_norm(optim.max_grad_norm), tx)
+  moment_dtype = optim.get("moment_dtype", "float32")
+  return tx if moment_dtype == "float32" else moments_in(tx, jnp.dtype(moment_dtype))
