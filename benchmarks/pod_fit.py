@@ -34,8 +34,8 @@ ROWS = [
     ("11b-rl-v5p8", f"{GP_VL},rl,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
     ("11b-sft-v4-16", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x4", []),
     ("11b-rl-v4-16", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4", RL_SHAPES),
-    ("11b-rl-v4-16-ga32", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4",
-     RL_SHAPES + ["--config.ppo.grad_accum=32", "--functions=ppo_update"]),
+    ("11b-rl-v4-16-ga128", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4",
+     RL_SHAPES + ["--config.ppo.grad_accum=128"]),  # the reference's micro-batches
     ("90b-sft-v5p32", f"{GP_VL},sft,llama-3.2-90b-vision", "v5p:4x4x2", []),
     ("11b-sft-v4-8", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x2", ["--config.sft.accum=8"]),
     ("11b-rl-v4-8", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x2", RL_SHAPES),

@@ -34,7 +34,13 @@ TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 POD_MESH = (1, -1, 1)
 POD_REMAT = "full"
 POD_SFT_ACCUM = {"llama-3.2-1b": 1, "llama-3.2-3b": 2, "llama-3.1-8b": 4,
-                 "llama-3.2-11b-vision": 4, "llama-3.2-90b-vision": 8}
+                 "llama-3.2-11b-vision": 4, "llama-3.2-90b-vision": 4}
+# PPO micro-batches of num_steps x hosts / (minibatches x grad_accum) rows: 32 gives one row a
+# chip on v4 / v5p / v5e slices (4 chips a host), so a micro-batch spreads over the data
+# shards; the reference's 128 gives 2-row micro-batches on a 2-host slice, gathered whole onto
+# every chip (11B on v4:2x2x4: 47.5 GiB a chip with 128, 24.6 with 32). The same update up to
+# float order, except that the ratio rule looks at a micro-batch of 8+ rows at once.
+POD_PPO_GRAD_ACCUM = 32
 
 
 class ConfigError(ValueError):
@@ -310,9 +316,10 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
                             surrogate is used (the reference); False: always the PPO minimum.
       ppo.ppo_epochs        4: passes over the buffer per update.
       ppo.minibatches       2: optimizer steps per pass (the buffer is shuffled and split).
-      ppo.grad_accum        128: microbatches (forward/backward passes) averaged per optimizer
-                            step; num_steps must divide into minibatches x grad_accum
-                            (256 / 2 / 128: one sample per pass, as the reference).
+      ppo.grad_accum        microbatches (forward/backward passes) averaged per optimizer
+                            step; num_steps must divide into minibatches x grad_accum. The
+                            reference's 128 (256 / 2 / 128: one sample per pass) | real
+                            presets: 32, one row a chip on a pod slice (POD_PPO_GRAD_ACCUM).
       ppo.lr                Adam's initial learning rate: the task's value.
       ppo.end_lr            1e-9: cosine decay to this over the run's optimizer steps
                             (num_updates x ppo_epochs x minibatches).
@@ -354,7 +361,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.ratio_rule = True
   config.ppo_epochs = 4
   config.minibatches = 2
-  config.grad_accum = 2 if toy else 128
+  config.grad_accum = 2 if toy else POD_PPO_GRAD_ACCUM
   config.lr = 2e-5 if toy else lr
   config.end_lr = 2e-5 if toy else 1e-9
   config.value_lr = ml_collections.config_dict.placeholder(float)

@@ -412,7 +412,9 @@ def test_config_sections(repo_root, name, updates):
     assert f"eval.{key}" in module.__doc__, f"configs/{name}.py: eval.{key}"
   for key in config.ppo:
     assert f"ppo.{key}" in config_lib.ppo_config.__doc__, f"ppo.{key}"
-  assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(num_updates=updates)
+  # The reference's values, but micro-batches of one row a chip on a pod (the pod recipe).
+  assert ppo.PPOConfig.from_config(config.ppo) == ppo.PPOConfig(
+      num_updates=updates, grad_accum=config_lib.POD_PPO_GRAD_ACCUM)
   assert module.get_config("vl,llama-3.2-1b").ppo.lr == (1e-7 if name == "virl" else 1e-6)
   toy = module.get_config("l,rl,tiny").ppo
   assert (toy.lr, toy.end_lr, toy.num_steps, toy.num_envs, toy.grad_accum) == (
