@@ -2,8 +2,11 @@
 
 Each command is a module under `jaxrl_gen.commands` with a `main(config, workdir)` and any
 flags of its own; one that sets `NEEDS_CONFIG = False` runs without `--config` (and gets
-config=None). Bad input (an unknown command, an unknown `--config.key`, an invalid value)
-is one line on stderr and exit status 2, before anything is built or compiled.
+config=None), one with a `validate(config)` checks the config its own way (instead of
+`config_lib.validate` and the environment's data files). `jaxrl-gen COMMAND --help` shows
+the command's documentation and flags. Bad input (an unknown command, a missing config file,
+an unknown `--config.key`, an invalid value, a data directory without its files) is one line
+on stderr and exit status 2, before anything is built or compiled.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxrl_gen import config_lib
+from jaxrl_gen import config_lib, envs
 
 COMMANDS = {
     "play": ("jaxrl_gen.commands.play", "deal hands, show prompt and image, score typed answers"),
@@ -29,7 +32,10 @@ COMMANDS = {
     "eval": ("jaxrl_gen.commands.eval", "evaluate a checkpoint on the benchmarks of config.eval"),
     "aot": ("jaxrl_gen.commands.aot",
             "compile a config's steps for a TPU topology: per-chip memory, fits, FLOPs, MFU"),
+    "config": ("jaxrl_gen.commands.config",
+               "list every key of a config with its value and documentation"),
 }
+HELP_ARGS = ("-h", "--help", "--helpshort")
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,6 +64,22 @@ def _usage() -> str:
   return "\n".join(lines)
 
 
+def _command_help(name: str, command) -> str:
+  """`jaxrl-gen NAME --help`: the command's documentation, its own flags and the common ones."""
+  config = ("--config=configs/FILE.py:ARG [--config.a.b=value] "
+            if getattr(command, "NEEDS_CONFIG", True) else "")
+  lines = [f"usage: jaxrl-gen {name} {config}[flags]", "",
+           (command.__doc__ or COMMANDS[name][1]).strip(), ""]
+  for title, module in ((f"{name} flags", command.__name__), ("common flags", __name__)):
+    # module_help starts with the module's name; the title replaces it.
+    body = FLAGS.module_help(module).strip().splitlines()[1:]
+    if body:
+      lines += [f"{title}:"] + body + [""]
+  lines += ["`jaxrl-gen config --config=...` lists every config key with its value and",
+            "documentation; --helpfull lists every flag."]
+  return "\n".join(lines)
+
+
 def _resolve_config_path(argv: list[str]) -> list[str]:
   """Lets `--config=configs/x.py:arg` work from any directory of a source checkout."""
   out = []
@@ -74,21 +96,33 @@ def _resolve_config_path(argv: list[str]) -> list[str]:
 def _load_config_file(spec: str):
   """Imports a config file and calls `get_config(arg)`, as config_flags does."""
   path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise UsageError(f"--config: no such config file {path!r}")
+  if not os.path.isfile(path):
+    what = "is not a file" if os.path.exists(path) else "does not exist"
+    raise UsageError(f"--config: the config file {path!r} {what}")
   module_spec = importlib.util.spec_from_file_location("_jaxrl_gen_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
 
 
+def _config_specs(argv: list[str]) -> list[str]:
+  """The values of every `--config=SPEC` and `--config SPEC` in argv, in order."""
+  specs = []
+  for arg, following in zip(argv, argv[1:] + [None]):
+    if arg.startswith("--config="):
+      specs.append(arg[len("--config="):])
+    elif arg == "--config" and following is not None:
+      specs.append(following)
+  return specs
+
+
 def _explain_flag_error(argv: list[str], error: Exception) -> str:
   """Turns a flag-parsing failure into one line, naming the closest config keys."""
-  specs = [a[len("--config="):] for a in argv if a.startswith("--config=")]
+  specs = _config_specs(argv)
   if specs:
     try:
       config = _load_config_file(specs[-1])
-    except (UsageError, config_lib.ConfigError) as e:
+    except (UsageError, config_lib.ConfigError, OSError) as e:
       return str(e)
     for arg in argv:
       if arg.startswith("--config."):
@@ -103,10 +137,21 @@ def _explain_flag_error(argv: list[str], error: Exception) -> str:
 
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
+    if _CONFIG.value is not None:
+      # config_flags defers a config file that failed to load (missing, a directory) to the
+      # config's first use; touching it here makes that a flag error like any other.
+      _CONFIG.value.get("task")
+    return rest
   except Exception as e:  # absl, config files and overrides raise all sorts
     print(f"jaxrl-gen: {_explain_flag_error(argv, e)}", file=sys.stderr)
     sys.exit(2)
+
+
+def _validate(config) -> None:
+  """The config's own checks, then the data files its environment reads."""
+  config_lib.validate(config)
+  envs.check_files(config)
 
 
 def run(argv: list[str] | None = None):
@@ -122,6 +167,9 @@ def run(argv: list[str] | None = None):
     print(f"jaxrl-gen: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
     sys.exit(2)
   command = importlib.import_module(COMMANDS[name][0])  # defines the command's own flags
+  if any(arg in HELP_ARGS for arg in argv[2:]):
+    print(_command_help(name, command))
+    sys.exit(0)
   rest = _resolve_config_path(argv[2:])
 
   def main(unused_argv):
@@ -138,8 +186,9 @@ def run(argv: list[str] | None = None):
 
         parallel.initialize_distributed(FLAGS.distributed, FLAGS.coordinator_address,
                                         FLAGS.num_processes, FLAGS.process_id)
-      # A command that checks against other devices than this machine's (aot) says how.
-      getattr(command, "validate", config_lib.validate)(config)
+      # A command that checks its config its own way (aot: against a TPU topology's devices;
+      # config: not at all) says how.
+      getattr(command, "validate", _validate)(config)
     except (config_lib.ConfigError, ValueError) as e:
       print(f"jaxrl-gen: {e}", file=sys.stderr)
       sys.exit(2)

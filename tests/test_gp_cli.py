@@ -1,6 +1,7 @@
 """`jaxrl-gen play` end to end, in a subprocess as a user runs it."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -79,3 +80,15 @@ def test_bad_value_is_one_line(repo_root, tmp_path):
   result = play(repo_root, "--config=configs/gp.py:l", f"--workdir={tmp_path}", "--hands=0")
   assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
   assert "hands" in result.stderr
+
+
+def test_the_readme_stdin_example_solves_the_hand_it_deals(repo_root, tmp_path):
+  readme = (repo_root / "README.md").read_text()
+  line = next(text for text in readme.splitlines()
+              if text.startswith("echo ") and "jaxrl-gen play" in text)
+  echo, command = line.split(" | ")
+  answer = shlex.split(echo)[1]
+  result = play(repo_root, *shlex.split(command)[2:], f"--workdir={tmp_path}",
+                stdin=answer + "\n")
+  assert result.returncode == 0, result.stderr
+  assert "attempt 1: reward 5\n" in result.stdout and "solved: episode terminated" in result.stdout

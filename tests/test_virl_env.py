@@ -156,6 +156,16 @@ def test_a_correct_move_gives_a_fresh_prompt_with_the_history(params):
   assert info["Verify Info"] == "Correct action." and info["global_instruction"] in obs[0].text
 
 
+def test_instruction_idx_is_0_after_reset_then_counts_from_1(params):
+  # The reference's reset reports its own counter (0); each step reports the rail point's.
+  state, _ = virl.reset(2, params)
+  assert virl.info(state, params)["instruction_idx"] == 0
+  state, *_, info = virl.step(state, _answer("", "stop()"), params)  # wrong: same point
+  assert info["instruction_idx"] == 1
+  state, *_, info = virl.step(state, virl.expert_answer(state, params), params)
+  assert info["instruction_idx"] == state.point.instruction + 1 >= 1
+
+
 def test_reset_is_deterministic_per_key_and_draws_from_the_split(city_dir, params):
   a, _ = virl.reset(np.array([9, 1], np.uint32), params)
   b, _ = virl.reset(np.array([9, 1], np.uint32), params)
@@ -200,7 +210,7 @@ def test_pickle_mapping_needs_an_explicit_trust_flag(tmp_path, city_dir):
 
 
 def test_loader_errors_name_the_problem(tmp_path, city_dir):
-  with pytest.raises(ValueError, match="no route_infos.json"):
+  with pytest.raises(ValueError, match="missing route_infos.json, gps_pano_mapping.json"):
     virl.reset(0, virl.EnvParams(data_dir=str(tmp_path)))
   for name in ("route_infos.json", "splits.json"):
     os.link(os.path.join(city_dir, name), tmp_path / name)
@@ -245,12 +255,17 @@ def test_signs_appear_at_the_landmarks_true_bearing(city_dir):
   assert checked == 4
 
 
-def test_synthetic_data_sets_are_generated_once_and_deterministic(tmp_path, monkeypatch):
+def test_synthetic_data_sets_are_generated_once_and_deterministic(tmp_path, monkeypatch,
+                                                                   capsys):
   tiny = [dataclasses.replace(SPEC, pano_width=32, num_routes=3, name=f"t{i}",
                               style=s) for i, s in enumerate(("day", "night"))]
   monkeypatch.setattr(synth, "specs", lambda kind, seed: tiny)
   first = synth.ensure("mini", 1, str(tmp_path / "a"))
+  # The first use says what it builds and where, in one line; later ones say nothing.
+  assert capsys.readouterr().err == (f"building the synthetic V-IRL data set 'mini' into {first}"
+                                     " (first use: about 20 s and 20 MB)\n")
   again = synth.ensure.__wrapped__("mini", 1, str(tmp_path / "a"))
+  assert capsys.readouterr().err == ""
   other = synth.ensure("mini", 1, str(tmp_path / "b"))
   assert first == again and os.path.basename(first) == os.path.basename(other)
   some_pano = os.path.join("street_views", mapping.read_json(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csgraph, csr_matrix
 
+from jaxrl_gen.envs import virl
 from jaxrl_gen.envs.virl import geo, mapping, rails, routes, synth
 
 COMPASS = ["north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest"]
@@ -205,6 +206,27 @@ def test_rail_drop_out_snapping_and_short_legs(corner_index):
   short = routes.parse_route(_route_info(MILESTONES, geocodes=((4, 0), (4, 100))), "r")
   assert [p.action for p in _build(short, corner_index).rail][:2] == [
       "turn_direction(east)", "turn_direction(north)"]
+
+
+def test_a_short_leg_holds_the_instruction_back_as_the_reference_does(corner_index):
+  # The reference advances its sentence counter after each leg longer than 5 m and after each
+  # turning point; the 2 m first leg (the start snaps to the corner) skips one advance, so
+  # every later point names the sentence before the one a per-sentence count would give.
+  short = routes.parse_route(_route_info(MILESTONES, start=(98, 0)), "r")
+  plan = _build(short, corner_index)
+  assert [(p.action, plan.instructions[p.instruction]) for p in plan.rail] == (
+      [("turn_direction(east)", "First, turn right to face east."),
+       ("turn_direction(north)", "Move forward until you reach next intersection.")]
+      + [("forward()", "Turn left to face north.")] * 4
+      + [("stop()", "Turn left to face north.")])
+  # The SFT target and the step info carry that sentence.
+  state = virl.State("", 0, plan, position=1)
+  assert '"current instruction": "Move forward until you reach next intersection.",' in \
+      virl.expert_answer(state, virl.EnvParams())
+  assert virl.info(state, virl.EnvParams())["instruction_idx"] == 2
+  # A short last leg: the destination names the last turn.
+  last = routes.parse_route(_route_info(MILESTONES, geocodes=((100, 0), (100, 4))), "r")
+  assert _build(last, corner_index).rail[-1].instruction == 2
 
 
 def test_long_legs_cap_runs_of_forward_points(corner_index):

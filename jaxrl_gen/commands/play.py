@@ -7,9 +7,10 @@
 GeneralPoints: for each hand (hand i uses the seed `config.seed + i`) it prints the cards, the
 exact prompt, and the path of the rendered GP-VL image (written for both variants, so a person
 can look at the cards). V-IRL: for each route it prints the prompt at every rail point (a fresh
-prompt after each correct move) and, for V-IRL-VL, writes the street-view grid. Answers come from `--answer` (repeatable), else from stdin: typed interactively at a
-terminal (an empty line moves to the next hand), or read line by line until EOF when piped;
-with neither, the hands are just shown. Answers are consumed in order, each one an attempt on
+prompt after each correct move) and, for V-IRL-VL, writes the street-view grid. Answers come
+from `--answer` (repeatable), else from stdin: typed interactively at a terminal (an empty
+line moves to the next hand), or read line by line until EOF when piped; with neither, the
+hands are just shown. Answers are consumed in order, each one an attempt on
 the current hand, until its episode ends (solved, or the verification budget is spent); then
 the next hand is dealt. Each attempt prints the reward, the verifier's message, the remaining
 budget and the user turn the model would see next.

@@ -80,6 +80,16 @@ class ExpertSft(tfds.core.GeneratorBasedBuilder):
         builder=self, description=self.builder_config.description,
         features=tfds.features.FeaturesDict(features))
 
+  # TFDS announces a download of unknown size; nothing is downloaded, the data are generated.
+  def _log_download_bytes(self) -> None:
+    config = self.builder_config
+    print(f"generating expert SFT data ({config.task}: {config.size} training + "
+          f"{config.eval_size} held-out episodes) into {self.data_dir} ...", flush=True)
+
+  def _log_download_done(self) -> None:
+    print(f"expert SFT data ready in {self.data_dir}; later runs with the same settings reuse "
+          "it", flush=True)
+
   def _split_generators(self, dl_manager):
     config = self.builder_config
     sizes = {"train": config.size, "test": config.eval_size}

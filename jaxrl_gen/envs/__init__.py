@@ -17,3 +17,11 @@ def get(task: str):
 def params_from_config(config):
   """The task's frozen `EnvParams` built from `config.env` (field names are the same)."""
   return get(config.task).EnvParams(**config.env.to_dict())
+
+
+def check_files(config) -> None:
+  """Raises a one-line ValueError when a data file the config's environment reads is missing
+  (a task module may define `check_files(params)`); cheap: run it before anything is built."""
+  check = getattr(get(config.task), "check_files", None)
+  if check is not None:
+    check(params_from_config(config))

@@ -69,6 +69,7 @@ class _Slot:
   attempt: int
   state: Any
   conversation: core.Conversation
+  answers: tuple[str, ...] = ()  # given so far in this episode (what `get_state` records)
 
 
 class LockstepEpisodes:
@@ -130,5 +131,36 @@ class LockstepEpisodes:
       if terminated or truncated:
         self._start(index)
       else:
-        self.slots[index] = _Slot(slot.episode, slot.attempt + 1, state, obs)
+        self.slots[index] = _Slot(slot.episode, slot.attempt + 1, state, obs,
+                                  slot.answers + (answer,))
     return transitions
+
+  def get_state(self) -> dict:
+    """The episodes in flight as plain JSON data: the next episode's index and, per slot, its
+    episode and the answers given so far (None for an idle slot). No env state is stored: it
+    is rebuilt by replaying the answers (`set_state`), as the envs are pure functions."""
+    return {"next_episode": self.next_episode,
+            "slots": [None if s is None else {"episode": s.episode, "answers": list(s.answers)}
+                      for s in self.slots]}
+
+  def set_state(self, saved: dict):
+    """Restores `get_state`'s data: each slot's episode reset from its stream key and its
+    answers stepped again, so its state and conversation are the saved run's."""
+    slots = saved["slots"]
+    if len(slots) != len(self.slots):
+      raise ValueError(f"saved episodes have {len(slots)} slots, this run {len(self.slots)}")
+    for index, entry in enumerate(slots):
+      if entry is None:
+        self.slots[index] = None
+        continue
+      episode = int(entry["episode"])
+      state, conversation = self.stream.reset(self.env, self.params, episode)
+      for answer in entry["answers"]:
+        state, conversation, _, terminated, truncated, _ = self.env.step(
+            state, str(answer), self.params)
+        if terminated or truncated:
+          raise ValueError(f"saved episode {episode} ends before its last answer: the env or "
+                           "its parameters differ from the saved run's")
+      self.slots[index] = _Slot(episode, len(entry["answers"]), state, conversation,
+                                tuple(str(a) for a in entry["answers"]))
+    self.next_episode = int(saved["next_episode"])

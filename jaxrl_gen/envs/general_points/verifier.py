@@ -15,6 +15,7 @@ reward_mode='legacy': the reference code's additive scoring, reproduced with our
   syntax and number penalties add up; with none, Python's int/float arithmetic decides +5; a
   formula Python cannot evaluate that starts some solution scores +1; the prefix walk scores -1,
   or 0 with the message "." when every prefix matches (float rounding, e.g. 8/(3-8/3)).
+  GP-VL card items lose every space inside them first, as the reference's ('1 0' is '10').
 Deliberate difference from the reference in both modes: only ASCII digits are digits (the
 reference's `\\d` also reads e.g. Arabic-Indic digits); other digits are illegal characters.
 A number token too long to be a card number is an invalid number (the reference crashes
@@ -66,9 +67,14 @@ def read_formula(answer: str, parsed: dict | None = None) -> str:
   return "None" if text is None else text.split("=", 1)[0]
 
 
-def recognized(answer: str, hand: Hand, parsed: dict | None = None) -> bool:
-  """Whether the answer's cards are the hand's ranks, as multisets (spellings normalised)."""
+def recognized(answer: str, hand: Hand, parsed: dict | None = None, *,
+               strip_spaces: bool = False) -> bool:
+  """Whether the answer's cards are the hand's ranks, as multisets (spellings normalised).
+  `strip_spaces` (legacy mode) removes every space inside an item first, as the reference's
+  list normalisation does, so '1 0' reads as '10'."""
   cards = fields.list_field(answer, "cards", parsed) or []
+  if strip_spaces:
+    cards = [card.replace(" ", "") for card in cards]
   return sorted(normalize_rank(c) for c in cards) == sorted(hand.plain)
 
 
@@ -77,9 +83,10 @@ def grade(answer_text: str, hand: Hand, params: EnvParams) -> Grade:
   answer = fields.clip(answer_text)
   parsed = fields.json_object(answer)
   formula = read_formula(answer, parsed)
-  if not params.language_only and not recognized(answer, hand, parsed):
+  legacy = params.reward_mode == "legacy"
+  if not params.language_only and not recognized(answer, hand, parsed, strip_spaces=legacy):
     return Grade(REWARD_FN["INCORRECT_VISION"], WRONG_CARDS, formula)
-  score = _legacy if params.reward_mode == "legacy" else _paper
+  score = _legacy if legacy else _paper
   reward, messages = score(formula, hand.numbers, params.target)
   return Grade(float(reward), ", ".join(messages) + ".", formula)
 

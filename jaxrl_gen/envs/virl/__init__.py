@@ -9,14 +9,14 @@ Route data: `EnvParams.data_dir` in the published layout (see `routes`), or, whe
 synthetic city generated once into a cache (see `synth`).
 """
 
-from jaxrl_gen.envs.virl.env import (EnvParams, State, data_dir, expert_answer, info, prompt,
-                                     render, reset, step)
+from jaxrl_gen.envs.virl.env import (EnvParams, State, check_files, data_dir, expert_answer,
+                                     info, prompt, render, reset, step)
 from jaxrl_gen.envs.virl.evaluation import (Episode, benchmark, evaluate, expert_policy,
                                             per_step_accuracy, route_success, run_episode)
 from jaxrl_gen.envs.virl.verifier import verify
 
 __all__ = [
-    "EnvParams", "State", "data_dir", "expert_answer", "info", "prompt", "render", "reset",
-    "step", "verify", "Episode", "benchmark", "evaluate", "expert_policy", "per_step_accuracy",
-    "route_success", "run_episode",
+    "EnvParams", "State", "check_files", "data_dir", "expert_answer", "info", "prompt", "render",
+    "reset", "step", "verify", "Episode", "benchmark", "evaluate", "expert_policy",
+    "per_step_accuracy", "route_success", "run_episode",
 ]

@@ -138,6 +138,13 @@ def data_dir(params: EnvParams) -> str:
   return synth.ensure(params.synthetic, params.synthetic_seed, params.cache_dir)
 
 
+def check_files(params: EnvParams) -> None:
+  """A one-line ValueError unless `params.data_dir` is empty (synthetic data) or holds the
+  published layout (the street views only for V-IRL-VL)."""
+  if params.data_dir:
+    routes.check_layout(data_dir(params), images=not params.language_only)
+
+
 @functools.lru_cache(maxsize=16)
 def load(params: EnvParams) -> routes.City:
   """The route data of `params`, loaded once per process."""
@@ -203,12 +210,18 @@ def step(state: State, answer_text: str, params: EnvParams):
 
 
 def info(state: State, params: EnvParams, verify_info: str | None = None) -> dict:
-  """The reference's step info (`global_instruction`, `gt_action`, `obs_act_seq`, ...)."""
+  """The reference's step info (`global_instruction`, `gt_action`, `obs_act_seq`, ...).
+
+  `instruction_idx` counts the current sentence from 1, except right after reset, where it
+  is 0: the reference's reset reports its own counter, which starts at 0, and every step
+  reports the rail point's index.
+  """
   point = state.point
+  fresh = state.position == 0 and state.attempts == 0
   return {
       "global_instruction": state.plan.instruction_text,
       "current_instruction": state.plan.instructions[point.instruction],
-      "instruction_idx": point.instruction + 1,
+      "instruction_idx": 0 if fresh else point.instruction + 1,
       "gt_action": point.action,
       "current_obs": point.observation,
       "obs_act_seq": _history(state, params),

@@ -76,12 +76,14 @@ def build(route: Route, init_heading: int, index: PanoIndex, rng: np.random.Gene
   """The instructions and rail of `route` for a walker starting at `init_heading`.
 
   Randomness (the forward-point drop-out) comes from `rng`, one draw per candidate point in
-  route order. Instruction indices follow the sentences: turn k at turning point k, move k on
-  the forward points of leg k, and the destination shares the last "Move forward" sentence.
-  (The reference advanced its index only on legs longer than 5 m, so after a shorter leg
-  every later point named the previous sentence; that slip is not reproduced.)
-  Distances are haversine; the reference measured the 5 m and 8 m thresholds with geopy's
-  ellipsoidal geodesic, which differs by well under 1%.
+  route order. Instruction indices count as the reference's do: a leg longer than 5 m gives
+  its forward points the current sentence and advances by one, every turning point takes the
+  current sentence and advances by one, and the destination takes the sentence before the
+  current one. With long legs that is turn k at turning point k, move k on leg k and the
+  last "Move forward" sentence at the destination; a leg of at most 5 m skips an advance, so
+  every later point names the sentence before (the turning point after it, the previous
+  "Move forward" sentence). Distances are haversine; the reference measured the 5 m and 8 m
+  thresholds with geopy's ellipsoidal geodesic, which differs by well under 1%.
   """
   sentences, turns = instructions(route, init_heading, wrap_turns)
   milestones = route.milestones
@@ -94,6 +96,7 @@ def build(route: Route, init_heading: int, index: PanoIndex, rng: np.random.Gene
     return hit if hit is not None else (tuple(geocode), None)
 
   rail = []
+  sentence = 0  # the reference's running instruction index
   previous, previous_pano = snap(route.start)
   for idx, raw in enumerate((route.start,) + route.geocodes):
     leg_length = geo.haversine(previous, raw)  # raw target, as the reference measures it
@@ -108,15 +111,16 @@ def build(route: Route, init_heading: int, index: PanoIndex, rng: np.random.Gene
         where, where_pano = hit
         if geo.haversine(previous, where) > MIN_GAP_M and geo.haversine(point, where) > MIN_GAP_M:
           rail.append(RailPoint(where, where_pano, headings[idx], FORWARD, NO_LANDMARKS, "",
-                                2 * idx - 1))
-    if idx == num_legs:
-      action, intersection, instruction = STOP, "", 2 * num_legs - 1
+                                sentence))
+      sentence += 1
+    if idx == num_legs:  # one sentence back: after a long last leg, its "Move forward"
+      action, intersection, sentence = STOP, "", sentence - 1
     else:
       turn_to = milestones[idx].direction if absolute else turns[idx]
       action = f"turn_direction({turn_to})"
       intersection = INTERSECTION if idx > 0 else ""
-      instruction = 2 * idx
     rail.append(RailPoint(point, pano, headings[idx], action, landmarks[idx], intersection,
-                          instruction))
+                          sentence))
+    sentence += 1
     previous, previous_pano = point, pano
   return Plan(tuple(sentences), tuple(rail))

@@ -141,12 +141,29 @@ def _read_json(path: str):
     raise ValueError(f"cannot read {path}: {e}") from None
 
 
+def check_layout(root: str, images: bool = False) -> None:
+  """Raises a one-line ValueError naming `root` and the files it lacks, unless it holds the
+  route data and the panorama mapping (and, with `images`, the street views)."""
+  expected = [ROUTES_NAME, mapping.JSON_NAME] + [STREET_VIEWS + "/"] * images
+  missing = [name for name in expected if not os.path.exists(os.path.join(root, name))]
+  if not missing:
+    return
+  found = f"missing {', '.join(missing)}" if os.path.isdir(root) else "no such directory"
+  message = (f"env.data_dir={root!r}: {found}; expected the published V-IRL layout:"
+             f" {', '.join(expected)}")
+  pickled = os.path.join(root, mapping.PICKLE_NAME)
+  if mapping.JSON_NAME in missing and os.path.isfile(pickled):
+    message += (f"; convert {pickled} first, if you trust it: python -m"
+                f" jaxrl_gen.envs.virl.mapping --trust-pickle {pickled}"
+                f" {os.path.join(root, mapping.JSON_NAME)}")
+  raise ValueError(message)
+
+
 @functools.lru_cache(maxsize=16)
 def load_city(root: str) -> City:
   """Loads (once per process) the route data directory `root`."""
+  check_layout(root)
   routes_path = os.path.join(root, ROUTES_NAME)
-  if not os.path.isfile(routes_path):
-    raise ValueError(f"env.data_dir={root!r}: no {ROUTES_NAME} there")
   data = _read_json(routes_path)
   if not (isinstance(data, list) and data and isinstance(data[0], list)):
     raise ValueError(f"{routes_path}: expected [routes, num_routes]")
@@ -154,13 +171,7 @@ def load_city(root: str) -> City:
   if not routes:
     raise ValueError(f"{routes_path}: no routes")
 
-  mapping_path = os.path.join(root, mapping.JSON_NAME)
-  if not os.path.isfile(mapping_path):
-    pickled = os.path.join(root, mapping.PICKLE_NAME)
-    hint = (f"; convert {pickled} first, if you trust it: python -m jaxrl_gen.envs.virl.mapping"
-            f" --trust-pickle {pickled} {mapping_path}") if os.path.isfile(pickled) else ""
-    raise ValueError(f"env.data_dir={root!r}: no {mapping.JSON_NAME}{hint}")
-  index = mapping.PanoIndex(mapping.read_json(mapping_path))
+  index = mapping.PanoIndex(mapping.read_json(os.path.join(root, mapping.JSON_NAME)))
 
   splits = {"all": tuple(range(len(routes)))}
   splits_path = os.path.join(root, SPLITS_NAME)

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import zlib
 
@@ -398,6 +399,9 @@ def ensure(kind: str, seed: int, cache_dir: str = "") -> str:
   if os.path.isfile(os.path.join(target, routes.ROUTES_NAME)):
     return target
   os.makedirs(root, exist_ok=True)
+  # Generation takes long enough (and writes enough) that a silent wait looks like a hang.
+  print(f"building the synthetic V-IRL data set {kind!r} into {target} (first use:"
+        " about 20 s and 20 MB)", file=sys.stderr, flush=True)
   scratch = tempfile.mkdtemp(prefix=".generating-", dir=root)
   try:
     write(scratch, [build_city(s) for s in city_specs], with_splits=kind == "city")
