@@ -69,6 +69,16 @@ class ModelPolicy:
                             bool(result.finished[i]), self.processor.decode(tokens)))
     return out
 
+  def encode(self, conversations: Sequence[core.Conversation]) -> list[Generation]:
+    """Each conversation's prompt alone (no new tokens): what a prompt-only scoring pass reads,
+    e.g. the bootstrap value of the states after a rollout."""
+    out = []
+    for c in conversations:
+      e = self.processor.encode_prompt(c)
+      out.append(Generation(np.asarray(e.ids, np.int32), self.image_arrays(e.images),
+                            np.zeros(0, np.int32), np.zeros(0, np.float32), None, False, ""))
+    return out
+
   def __call__(self, conversations: Sequence[core.Conversation], key) -> list[str]:
     """The answers to `conversations`, which every process passes alike (an evaluation
     replicates its episodes on each): each process samples its contiguous share, as row

@@ -21,6 +21,7 @@ from jaxrl_gen.commands import eval as eval_command
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import learner, loop, restore
+from jaxrl_gen.train import run as run_lib
 from jaxrl_gen.train import state as state_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def test_rl_run_directory_restores_the_policy_without_the_value_head(trained, tm
                                       async_save=False)
   saver.save(1, rl_state, _NoEpisodes())
   saver.close()
-  loop.write_run_files(config, model.config, str(tmp_path))
+  run_lib.write_run_files(config, model.config, str(tmp_path))
   mesh = parallel.make_mesh(config.mesh.shape)
   restored = _params(restore.load_model(config, str(tmp_path), mesh))
   expected = _params(model)

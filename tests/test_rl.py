@@ -4,6 +4,7 @@ RL run resumes exactly."""
 
 import json
 import os
+import types
 
 import jax
 import numpy as np
@@ -46,8 +47,8 @@ def _built(repo_root, **ppo_fields):
   return steps.rl(config, mesh), mesh
 
 
-def _scorer(built, mesh):
-  return learner.RowScorer(built["rescore"], built["value"], mesh, built.model_config.rules)
+def _scorer(built, mesh, chunk):
+  return learner.RowScorer(built["rescore"], mesh, built.model_config.rules, chunk)
 
 
 def _action_masks(generations, length):
@@ -62,18 +63,24 @@ def test_rescoring_equals_the_samplers_logprobs_and_values(repo_root):
   prompts = [rng.integers(2, 500, size=n).tolist() for n in (5, 17, 9)]
   gens = _generations(net.model, prompts, jax.random.key(3), temperature=0.7, max_new_tokens=12)
   buffer = rollout.sequences(gens, pad_id=0, image_token_id=None)
-  buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
+  buffer = buffer.replace(**_action_masks(gens, buffer.output_ids.shape[1]))
   built, mesh = _built(repo_root, rollout_temperature=0.7, thought_coef=0.5)
   _, state = state_lib.create(net, built.tx, seed=0)
-  scorer = _scorer(built, mesh)
-  scored = scorer.rescore(state, buffer, chunk=1)
+  scored = _scorer(built, mesh, chunk=1)(state, buffer)
   for i, g in enumerate(gens):
     n = len(g.tokens)
     np.testing.assert_allclose(scored["token_logp"][i, :n], g.logprobs, atol=1e-4)
     assert scored["old_logp"][i] == pytest.approx(float(g.logprobs.sum()), abs=1e-3)
   hidden = np.stack([g.prompt_hidden for g in gens])
   np.testing.assert_allclose(scored["old_value"], np.asarray(net.value(hidden)), atol=1e-5)
-  np.testing.assert_allclose(scorer.value(state, hidden), scored["old_value"], atol=1e-5)
+  # The bootstrap value: a prompt-only pass gives each prompt's value as the sampler's state.
+  prompt_only = [policy_lib.Generation(g.prompt_ids, None, np.zeros(0, np.int32),
+                                       np.zeros(0, np.float32), None, False, "") for g in gens]
+  processor = types.SimpleNamespace(ids=types.SimpleNamespace(pad=0, image=None))
+  rows = rollout.prompt_rows(prompt_only, processor, buffer)
+  assert rows.input_ids.shape == buffer.input_ids.shape
+  np.testing.assert_allclose(_scorer(built, mesh, chunk=2)(state, rows)["old_value"],
+                             scored["old_value"], atol=1e-5)
 
 
 def test_ppo_learns_to_say_an_even_token(repo_root):
@@ -96,14 +103,14 @@ def test_ppo_learns_to_say_an_even_token(repo_root):
     rewards = np.array([float(g.tokens[0] % 2 == 0) for g in gens], np.float32)
     rates.append(rewards.mean())
     buffer = rollout.sequences(gens, pad_id=0, image_token_id=None)
-    buffer.update(_action_masks(gens, buffer["output_ids"].shape[1]))
-    buffer["valid"] = np.ones(len(gens), bool)
-    scored = _scorer(built, mesh).rescore(state, buffer, chunk=64)
+    buffer = buffer.replace(valid=np.ones(len(gens), bool),
+                            **_action_masks(gens, buffer.output_ids.shape[1]))
+    scored = _scorer(built, mesh, chunk=64)(state, buffer)
     advantages, returns = ppo.compute_advantages(
         rewards[None], scored["old_value"][None], np.ones((1, 64), bool),
         np.zeros((1, 64), bool), np.zeros(64, np.float32), cfg)
-    buffer.update(old_logp=scored["old_logp"], old_value=scored["old_value"],
-                  advantages=np.asarray(advantages)[0], returns=np.asarray(returns)[0])
+    buffer = buffer.replace(old_logp=scored["old_logp"], old_value=scored["old_value"],
+                            advantages=np.asarray(advantages)[0], returns=np.asarray(returns)[0])
     state, metrics = update(state, buffer, jax.random.key(step))
     assert int(metrics["skipped"]) == 0
   print("even-token rate per update:", rates)
@@ -151,6 +158,28 @@ def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
   assert os.path.isdir(tmp_path / "killed" / "checkpoints" / "2")
 
 
+def test_ppo_run_equals_the_pre_refactor_golden(repo_root, tmp_path):
+  """The tiny PPO run (with a KL term) against the records and parameters the code before the
+  typed-batch / run-skeleton refactor produced (tests/data/ppo_tiny_golden.json). Measured on
+  the machine that wrote it: bit-identical with the sampler's bootstrap value; the prompt-only
+  scoring pass that replaced it moves values by ~1e-7, hence the tolerance (which also covers
+  another CPU's float order)."""
+  golden = json.loads((repo_root / "tests" / "data" / "ppo_tiny_golden.json").read_text())
+  config = tiny_rl.config(repo_root)
+  with config.unlocked():
+    config.ppo.kl_coef = 0.05
+  state = rl.run_rl(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert len(records) == len(golden["records"])
+  for got, want in zip(records, golden["records"]):
+    for key, value in want.items():
+      assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (want["step"], key)
+  leaves = jax.tree.leaves(jax.device_get(state.params))
+  sums = [float(np.asarray(x, np.float64).sum()) for x in leaves]
+  np.testing.assert_allclose(sums, golden["param_sums"], rtol=1e-4, atol=1e-4)
+
+
 def test_rollout_success_counts_episodes_that_started_in_an_earlier_rollout():
   """An episode ending here counts wherever it started; counting only those that also
   started here would see the short (successful) ones alone."""
@@ -161,12 +190,13 @@ def test_rollout_success_counts_episodes_that_started_in_an_earlier_rollout():
                                  done and reward != 5.0, None, {}, gen)
   steps = [[step(0, 3, -1.0, False, 0), step(1, 0, 5.0, True, 1)],   # slot 0: attempts 4, 5
            [step(0, 4, -1.0, True, 0), step(2, 0, -1.0, False, 1)]]  # end in failure (forced)
-  stats = rollout.episode_stats(rollout.stat_table(steps, 5.0))
+  flat = [t for turn in steps for t in turn]
+  stats = rollout.episode_stats(rollout.stat_table(flat, 5.0))
   assert stats["rollout/episodes"] == 2 and stats["rollout/success"] == 0.5
   assert stats["rollout/episode_length"] == 3.0  # (5 + 1) / 2
   assert stats["rollout/first_attempt_success"] == 0.5
   assert stats["rollout/generations"] == 4 and stats["rollout/tokens"] == 4 * 5
-  assert "rollout/success" not in rollout.episode_stats(rollout.stat_table(steps, None))
+  assert "rollout/success" not in rollout.episode_stats(rollout.stat_table(flat, None))
 
 
 def test_buffer_rows_pad_to_the_shape_every_process_agreed():
@@ -183,9 +213,9 @@ def test_buffer_rows_pad_to_the_shape_every_process_agreed():
   gens = [gen([9, 5, 6], 3, 1), gen([5, 9, 6, 7, 8], 70, 1)]
   assert rollout.buffer_shape(gens, multiple=4) == (8, 72, 1)
   rows = rollout.sequences(gens, pad_id=0, image_token_id=9, multiple=4, min_shape=(12, 8, 2))
-  assert rows["input_ids"].shape == (2, 12 + 72) and rows["pixel_values"].shape[:2] == (2, 2)
-  np.testing.assert_array_equal(rows["input_ids"][0, 9:15], [9, 5, 6, 3, 4, 5])
-  cross = rows["cross_attention_mask"]
+  assert rows.input_ids.shape == (2, 12 + 72) and rows.pixel_values.shape[:2] == (2, 2)
+  np.testing.assert_array_equal(rows.input_ids[0, 9:15], [9, 5, 6, 3, 4, 5])
+  cross = rows.cross_attention_mask
   assert cross.shape == (2, 84, 2, 2) and not cross[:, :, 1].any()  # the agreed empty slot
   np.testing.assert_array_equal(cross[0, 12:], np.broadcast_to(cross[0, 11], (72, 2, 2)))
   assert cross[0, 11, 0].all() and not cross[0, 8, 0].any()  # from the image token on

@@ -35,7 +35,6 @@ from jaxrl_gen.text import processor as processor_lib
 
 DEFAULT_BUCKETS = (128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
 TEXT_KEYS = ("input_ids", "attention_mask", "loss_mask")
-IMAGE_KEYS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
 
 
 def buckets_for(max_length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> tuple[int, ...]:

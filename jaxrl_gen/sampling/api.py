@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl_gen import parallel
 from jaxrl_gen.models import config as model_config
+from jaxrl_gen.models.inputs import IMAGE_KEYS, INPUT_AXES
 from jaxrl_gen.sampling import hosts, loop
 from jaxrl_gen.sampling import inputs as inputs_lib
 from jaxrl_gen.sampling.inputs import BATCH_BUCKETS, PROMPT_BUCKETS, ImageInputs
@@ -57,9 +58,7 @@ _PROGRAMS: dict[tuple, Any] = {}
 _AXES = {"ids": ("batch", "length"), "mask": ("batch", "length"), "live": ("batch",),
          "row": ("batch",),
          "eos": (None,),
-         "pixel_values": ("batch", None, None, None, None, None),
-         "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
-         "cross_attention_mask": ("batch", "length", None, None),
+         **{k: INPUT_AXES[k] for k in IMAGE_KEYS},
          "tokens": ("batch", None), "logprobs": ("batch", None), "lengths": ("batch",),
          "finished": ("batch",), "prompt_hidden": ("batch", "act_embed"),
          "logits": ("batch", None, "act_vocab")}

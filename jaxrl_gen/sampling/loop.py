@@ -19,10 +19,10 @@ from flax import nnx
 
 from jaxrl_gen import parallel
 from jaxrl_gen.models import mllama
+from jaxrl_gen.models.inputs import IMAGE_KEYS
 from jaxrl_gen.models.llama import KVCache
 from jaxrl_gen.sampling import sample
 
-IMAGE_KEYS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
 
 
 @dataclasses.dataclass(frozen=True)

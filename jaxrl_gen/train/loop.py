@@ -19,8 +19,6 @@ from typing import Callable
 
 import grain
 import jax
-from etils import epath
-from absl import logging
 import numpy as np
 from flax import nnx
 
@@ -29,8 +27,8 @@ from jaxrl_gen import parallel
 from jaxrl_gen.data import pipeline, sources as sources_lib
 from jaxrl_gen.models import mllama
 from jaxrl_gen.text import processor as processor_lib
-from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import optim, restore, sft
+from jaxrl_gen.train import run as run_lib
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps as steps_lib
 
@@ -101,35 +99,13 @@ def sampled_eval(config, graphdef: nnx.GraphDef, processor: processor_lib.Proces
   return hook
 
 
-def write_run_files(config, model_config, workdir: str):
-  """`<workdir>/config.json` (the run's whole config) and `model_config.json` (the shapes
-  `restore.load_model` rebuilds the model with)."""
-  root = epath.Path(workdir)  # a local path or gs://...
-  root.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:
-    (root / restore.RUN_CONFIG).write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    (root / restore.MODEL_CONFIG).write_text(model_config.to_json())
-
-
-def resume(config, workdir: str, state, carried) -> tuple:
-  """(state, start step, checkpointer, metric writer) of a run: the latest checkpoint's state
-  and `carried` item (data iterator, episodes in flight) when there is one; the metric logs
-  cut back to that step, so they read as one run."""
-  checkpoints = checkpoint_lib.from_config(config, workdir)
-  state, start = checkpoints.restore_or(state, carried)
-  if start:
-    logging.warning("resumed from the checkpoint of step %d in %s", start, workdir)
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start,
-                                    tensorboard=config.log.tensorboard)
-  return state, start, checkpoints, writer
-
-
-def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_lib.TrainState:
+def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None,
+            allow_changes: bool = False) -> state_lib.TrainState:
   """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
+  changes = run_lib.check_workdir(config, workdir, allow_changes)
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.sft.init, mesh)
   model_config = model.config
-  write_run_files(config, model_config, workdir)
   train_ds, test_ds, has_images = _datasets(config, workdir, processor, model_config)
 
   total = config.sft.steps
@@ -141,8 +117,10 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
   state = jax.device_put(state, built.shardings)
 
   iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
-  state, start, checkpoints, writer = resume(config, workdir, state, iterator)
-  tokens_seen = last_value(writer.path, "train/tokens_seen", start)
+  run = run_lib.Run(config, workdir, model_config, state, iterator, total, changes=changes,
+                    totals=("train/tokens_seen",))
+  state, start, bar = run.state, run.start, run.bar
+  tokens_seen = run.totals["train/tokens_seen"]
 
   train_step, eval_step = built["sft_step"], built["sft_eval"]
   hooks = list(hooks or [])
@@ -154,7 +132,6 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
 
   throughput = metrics_lib.Throughput(num_params)
   pending: list[dict] = []
-  bar = metrics_lib.progress(total, start, config.log.progress)
   for step in range(start, total):
     local = next(iterator)
     state, step_metrics = train_step(state, to_global(local, mesh, model_config.rules))
@@ -170,37 +147,21 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None) -> state_
       record.update({f"train/{k}": v for k, v in throughput.rates().items()})
       record.update({"train/lr": float(learning_rate(step)), "train/tokens_seen": tokens_seen,
                      "train/flops": metrics_lib.training_flops(num_params, tokens_seen)})
-      writer.write(done, record)
+      run.log(done, record)
       bar.set_postfix(loss=f"{values['loss']:.4f}")
     if hooks and config.sft.eval_every and (done % config.sft.eval_every == 0 or done == total):
       evaluation = {}
       for hook in hooks:
         evaluation.update(hook(done, state))
-      writer.write(done, evaluation)
+      run.log(done, evaluation)
       throughput.reset()
-    checkpoints.save(done, state, iterator, force=done == total)
+    run.save(done, state, iterator)
     bar.update(1)
-  finish(bar, checkpoints, writer)
+  run.finish()
   return state
-
-
-def finish(bar, checkpoints: checkpoint_lib.Checkpointer, writer: metrics_lib.MetricWriter):
-  """The end of a run: the progress bar closed, the last checkpoint written, logs flushed."""
-  bar.close()
-  checkpoints.wait()
-  checkpoints.close()
-  writer.close()
 
 
 def _mean(records: list[dict]) -> dict:
   out = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
   out["tokens_sum"] = float(sum(r["tokens"] for r in records))
   return out
-
-
-def last_value(path: str, key: str, step: int) -> float:
-  """The latest `key` recorded at or before `step` (0 without one)."""
-  if not step or not epath.Path(path).exists():
-    return 0.0
-  values = [r[key] for r in metrics_lib.read_jsonl(path) if key in r and r["step"] <= step]
-  return float(values[-1]) if values else 0.0

@@ -37,6 +37,11 @@ from flax import nnx
 SHORT_OUTPUT_LOGP = -2.0
 SHORT_OUTPUT_ACTION_LOGP = -1.0
 RATIO_RULE_THRESHOLD = 10.0  # "if any ratio in the batch > 10, use only the clipped term"
+# The losses `ppo.loss` names (`token_loss.LOSSES`): the reference's turn-level PPO, and the
+# token-level clipped surrogate with a critic (token_ppo) or without (grpo_clip).
+LOSS_NAMES = ("turn_ppo", "token_ppo", "grpo_clip")
+ADVANTAGES = ("gae", "grpo", "drgrpo", "rloo", "raw")  # `advantages.NAMES`
+LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,7 @@ class PPOConfig:
   value_coef: float = 0.5
   entropy_coef: float = 0.0
   kl_coef: float = 0.0
+  kl_in_reward: bool = False
   thought_coef: float = 0.5
   ratio_rule: bool = True
   num_updates: int = 20
@@ -63,6 +69,10 @@ class PPOConfig:
   adam_eps: float = 1e-7
   max_grad_norm: float | None = None
   freeze: tuple[str, ...] = ()
+  advantage: str = "gae"
+  loss: str = "turn_ppo"
+  clip_high: float | None = None
+  loss_agg: str = "token_mean"
 
   def __post_init__(self):
     object.__setattr__(self, "freeze", tuple(self.freeze))
@@ -83,6 +93,18 @@ class PPOConfig:
       raise ValueError(f"ppo.value_lr={self.value_lr!r}: must be > 0 or None (ppo.lr)")
     if self.max_grad_norm is not None and not self.max_grad_norm > 0:
       raise ValueError(f"ppo.max_grad_norm={self.max_grad_norm!r}: must be > 0 or None")
+    if self.loss not in LOSS_NAMES:
+      raise ValueError(f"ppo.loss={self.loss!r}: must be one of {LOSS_NAMES}")
+    if self.loss_agg not in LOSS_AGGREGATIONS:
+      raise ValueError(f"ppo.loss_agg={self.loss_agg!r}: must be one of {LOSS_AGGREGATIONS}")
+    if self.advantage not in ADVANTAGES:
+      raise ValueError(f"ppo.advantage={self.advantage!r}: must be one of {ADVANTAGES}")
+    if (self.advantage == "gae") == (self.loss == "grpo_clip"):
+      raise ValueError(f"ppo.loss={self.loss!r} with ppo.advantage={self.advantage!r}: gae "
+                       "(a critic) goes with turn_ppo or token_ppo, the group estimators "
+                       "(no critic) with grpo_clip")
+    if self.clip_high is not None and not self.clip_high >= 0:
+      raise ValueError(f"ppo.clip_high={self.clip_high!r}: must be >= 0 or None (ppo.clip)")
     for pattern in self.freeze:
       try:
         re.compile(pattern)
@@ -337,8 +359,9 @@ def take_rows(batch: dict, rows: jax.Array) -> dict:
   return jax.tree.map(one, batch)
 
 
-def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
-               tx: optax.GradientTransformation, cfg: PPOConfig, shards: int = 1):
+def ppo_update(params, opt_state, batch, key, *, score_fn: Callable,
+               tx: optax.GradientTransformation, cfg: PPOConfig, shards: int = 1,
+               loss_fn: Callable | None = None):
   """`ppo_epochs` passes over the buffer; each pass shuffles it into `minibatches` optimizer
   steps of `grad_accum` microbatches whose gradients are averaged. Pure: jit it with
   `functools.partial(ppo_update, score_fn=..., tx=..., cfg=...)`.
@@ -348,11 +371,14 @@ def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
   shard's block, so it is spread over the data shards like the buffer. `shards` must divide
   the microbatch size (1 reproduces the reference's shuffle over all rows).
 
+  `loss_fn(params, microbatch, score_fn, cfg) -> (loss, stat sums)` is `microbatch_loss`
+  unless given (`token_loss.LOSSES`).
+
   Returns (params, opt_state, metrics): per-sample means of the losses, clip fraction and
   approximate KL (k3 of the ratio) over the scored samples, the largest ratio, the number of
   skipped samples and of microbatches where the ratio rule applied, the mean norm of the
   accumulated gradients (all parameters, before clipping), and the critic's explained
-  variance on the buffer (rollout values against returns).
+  variance on the buffer (rollout values against returns; with a critic).
   """
   size = jax.tree.leaves(batch)[0].shape[0]
   steps = cfg.minibatches * cfg.grad_accum
@@ -361,7 +387,7 @@ def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
                      f"{cfg.minibatches} x ppo.grad_accum={cfg.grad_accum} microbatches")
   if (size // steps) % shards:
     raise ValueError(f"microbatches of {size // steps} rows do not split over {shards} shards")
-  grad_fn = jax.grad(microbatch_loss, has_aux=True)
+  grad_fn = jax.grad(loss_fn or microbatch_loss, has_aux=True)
 
   def optimizer_step(carry, minibatch_rows):
     params, opt_state = carry
@@ -385,8 +411,9 @@ def ppo_update(params, opt_state, batch: dict, key, *, score_fn: Callable,
   (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state),
                                             jax.random.split(key, cfg.ppo_epochs))
   metrics = _summarize(stats)
-  metrics["explained_variance"] = explained_variance(batch["old_value"], batch["returns"],
-                                                     batch["valid"])
+  if "returns" in batch:
+    metrics["explained_variance"] = explained_variance(batch["old_value"], batch["returns"],
+                                                       batch["valid"])
   return params, opt_state, metrics
 
 

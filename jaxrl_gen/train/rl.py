@@ -1,33 +1,39 @@
-"""The RL host loop: rollout -> re-score -> returns -> `ppo_update` -> log -> evaluate ->
-checkpoint, `config.ppo.num_updates` times.
+"""The RL host loop, `ppo.num_updates` iterations of
+
+    collect     the rollout's transitions: PPO, `ppo.num_steps // ppo.num_envs` lock-step turns
+                of endless episodes (they cross update boundaries, as the reference's do); the
+                GRPO family, whole episodes of `grpo.groups` prompts x `grpo.group_size` samples
+    score       the no-grad pass over the rows (`learner.RowScorer`): old sequence and token
+                log-probs, values (with a critic) and the bootstrap value of the states after
+                the rollout (a prompt-only pass); the frozen reference model's token
+                log-probs with a KL term
+    advantages  by name, `ppo.advantage`: gae | grpo | drgrpo | rloo (`advantages.py`), on the
+                reward `grpo.reward` names: verifier | majority | self_judge (`rewards.py`)
+    update      the loss by name, `ppo.loss`: turn_ppo | token_ppo | grpo_clip
+                (`token_loss.py`), `ppo.ppo_epochs` x `ppo.minibatches` optimizer steps
+    log, evaluate, checkpoint   (`run.Run`)
 
     run_rl(config, workdir)      # jaxrl-gen train --config=configs/gp.py:l,rl,... --workdir=...
 
-One update: `ppo.num_steps // ppo.num_envs` batched turns of the process's `ppo.num_envs`
-lock-step episodes (`rollout.collect`), the buffer's no-grad re-scoring (old log-probs and
-values, `learner.rescore`), GAE over each slot's turns with the value of the state after the
-last turn as bootstrap, then the jitted update. Episodes cross update boundaries, as the
-reference's do; the episodes in flight are checkpointed with the train state (per process),
-so a killed run resumes exactly: the same episodes, keys and parameters.
+A killed run resumes exactly: the state, the keys, and what the rollout carries (the PPO
+episodes in flight, as JSON data replayed through the pure env; the shapes reached).
 
 Multi-process: each process steps its own episodes (its own stream) and samples its own
-rows; the processes agree on the buffer's (P, L), and the re-scoring, the bootstrap value
-and the update each run over every process's rows as one global batch
-(`make_array_from_process_local_data`), each process reading back its own rows. Rollout
-metrics are gathered from all processes; evaluation replicates its episodes on every process
-and splits each turn's sampling between them (`ModelPolicy.__call__`).
+rows; the processes agree on the batch's shape, and the scoring and the update run over every
+process's rows as one global batch, each process reading back its own rows. Rollout metrics
+are gathered from all processes; evaluation replicates its episodes on every process.
 
 Compute is counted as the paper does (`reference.md` §6): `train/flops` = 6 N D_RL + 2 N
-D_buffer, D_RL the tokens of the PPO passes with gradients (sequence tokens x epochs), and
-D_buffer the tokens the rollout runs forward (prompts and outputs) plus the re-scoring's.
+D_buffer, D_RL the tokens of the passes with gradients (sequence tokens x epochs), and
+D_buffer the tokens the rollout runs forward (prompts and outputs), the scoring passes' and
+the judge's.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+import json
 import os
-import pickle
 import time
 
 import jax
@@ -40,27 +46,44 @@ from jaxrl_gen.envs import batch as batch_lib
 from jaxrl_gen.models import mllama
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.text import processor as processor_lib
-from jaxrl_gen.train import learner, loop as sft_loop, ppo, restore, rollout
+from jaxrl_gen.train import advantages as advantages_lib
+from jaxrl_gen.train import judge as judge_lib
+from jaxrl_gen.train import learner, ppo, restore, rewards, rollout
+from jaxrl_gen.train import run as run_lib
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps as steps_lib
+from jaxrl_gen.train.batch import RolloutBatch
+
+FORMAT = "jaxrl_gen.rollout.v2"
+
 
 class RolloutState:
-  """What a rollout carries from one update to the next: the lock-step episodes in flight and
-  the largest buffer shape so far (prompt, output, image slots). Checkpointed as the
-  per-process data item (`get_state` bytes at save, `set_state` at restore); the pickle is
-  this run's own file in its own workdir."""
+  """What a rollout carries from one update to the next: the lock-step episodes in flight
+  (PPO; None for the GRPO family, whose episodes end within an update) and the largest batch
+  shape so far (prompt, output, image slots, rows). Checkpointed as the per-process data item
+  in JSON (`get_state` at save, `set_state` at restore): plain data, never code."""
 
-  def __init__(self, runner: batch_lib.LockstepEpisodes):
+  def __init__(self, runner: batch_lib.LockstepEpisodes | None):
     self.runner = runner
     self.shape = (0, 0, 0)
+    self.rows = 0
 
   def get_state(self) -> bytes:
-    state = (self.runner.next_episode, self.runner.slots, self.shape)
-    return base64.b64encode(pickle.dumps(state))
+    return json.dumps({"format": FORMAT, "shape": list(self.shape), "rows": self.rows,
+                       "episodes": self.runner and self.runner.get_state()}).encode()
 
   def set_state(self, state: bytes):
-    self.runner.next_episode, self.runner.slots, self.shape = pickle.loads(
-        base64.b64decode(state))
+    try:
+      saved = json.loads(state)
+    except ValueError:
+      saved = None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+      raise run_lib.RunError("the checkpoint's rollout state is not this version's JSON (an "
+                             "older run pickled it; it is never unpickled): resume it with the "
+                             "version that wrote it, or start a new --workdir")
+    self.shape, self.rows = tuple(saved["shape"]), int(saved["rows"])
+    if self.runner is not None:
+      self.runner.set_state(saved["episodes"])
 
   def start_prefetch(self):  # what the checkpoint handler calls after a restore
     pass
@@ -68,8 +91,7 @@ class RolloutState:
 
 @dataclasses.dataclass
 class Trainer:
-  """What stays fixed over a run: the policy of a state, the buffer of a rollout, and that
-  buffer as the update's global batch."""
+  """What stays fixed over a run, and the steps of one iteration."""
 
   config: object
   built: steps_lib.Built
@@ -77,120 +99,242 @@ class Trainer:
   cfg: ppo.PPOConfig
   mesh: jax.sharding.Mesh
   num_params: int
-  ref_params: object = None  # the initial parameters, for the KL term
-
-  @property
-  def graphdef(self) -> nnx.GraphDef:
-    return self.built.graphdef
+  ref_params: object = None  # the initial parameters: the KL's reference and the judge
 
   @property
   def rules(self):
     return self.built.model_config.rules
 
   @property
-  def temperature(self) -> float:
-    return steps_lib.rollout_temperature(self.config)
-
-  def policy(self, state: state_lib.TrainState, *, evaluation: bool = False) -> ModelPolicy:
-    """The state's policy: sampling as the rollouts do, or as `config.sampling` says
-    (`evaluation`)."""
-    net = nnx.merge(self.graphdef, state.params, state.frozen, state.rest)
-    kwargs = sampling.kwargs_from_config(self.config.sampling)
-    if not evaluation:
-      kwargs["temperature"] = self.temperature
-    return ModelPolicy(net.model, self.processor, mesh=self.mesh, sampling_kwargs=kwargs)
+  def grouped(self) -> bool:
+    return self.cfg.advantage in advantages_lib.GROUP
 
   @property
-  def scorer(self) -> learner.RowScorer:
-    return learner.RowScorer(self.built["rescore"], self.built["value"], self.mesh, self.rules)
+  def token_level(self) -> bool:
+    return self.cfg.loss != "turn_ppo"
 
-  def buffer(self, state, policy: ModelPolicy, carried: RolloutState, key, timings
-             ) -> tuple[dict, dict]:
-    """One rollout of this process's episodes as its part of the update's buffer (host
-    arrays), and the metrics of every process's rollout."""
-    config, cfg, runner = self.config, self.cfg, carried.runner
+  def policy(self, state: state_lib.TrainState, *, evaluation: bool = False,
+             params=None) -> ModelPolicy:
+    """The state's policy (or the model of `params`, e.g. the frozen judge): sampling as the
+    rollouts do, or as `config.sampling` says (`evaluation`)."""
+    net = nnx.merge(self.built.graphdef, state.params if params is None else params,
+                    state.frozen, state.rest)
+    kwargs = sampling.kwargs_from_config(self.config.sampling)
+    if not evaluation:
+      kwargs["temperature"] = steps_lib.rollout_temperature(self.config)
+    return ModelPolicy(net.model, self.processor, mesh=self.mesh, sampling_kwargs=kwargs)
+
+  # --- collect ------------------------------------------------------------------------------
+
+  def group_runner(self, env, env_params, update: int) -> batch_lib.LockstepEpisodes:
+    """This update's groups: `grpo.groups` episodes of this process's stream, each played by
+    `grpo.group_size` slots."""
+    g = self.config.grpo
+    stream = rollout.GroupStream(batch_lib.EpisodeStream(self.config.seed,
+                                                         stream=jax.process_index()),
+                                 g.group_size, offset=update * g.groups)
+    slots = g.groups * g.group_size
+    return batch_lib.LockstepEpisodes(env, env_params, slots, stream, num_episodes=slots)
+
+  def rows(self, transitions, carried: RolloutState) -> RolloutBatch:
+    """The transitions as rows shaped like every process's (the largest so far anywhere)."""
+    config = self.config
+    multiple = config.ppo.length_multiple
+    needed = rollout.buffer_shape([t.payload for t in transitions], multiple)
+    carried.shape = tuple(int(n) for n in parallel.process_max(
+        np.maximum(needed, carried.shape)))
+    batch = rollout.to_rows(transitions, self.processor, rule=config.ppo.action_span,
+                            task=config.task, multiple=multiple, min_shape=carried.shape)
+    if batch.pixel_values is not None:  # the images of every transition, in the compute dtype
+      batch = batch.replace(pixel_values=batch.pixel_values.astype(
+          self.built.model_config.dtype))
+    return batch
+
+  # --- score --------------------------------------------------------------------------------
+
+  def score(self, state, batch: RolloutBatch) -> tuple[RolloutBatch, float]:
+    """The batch with its scoring passes' fields, and the tokens those passes read."""
+    scorer = learner.RowScorer(self.built["rescore"], self.mesh, self.rules,
+                               self.config.ppo.rescore_chunk)
+    scored = scorer(state, batch)
+    fields = {"old_logp": scored["old_logp"], "old_value": scored.get("old_value")}
+    if self.token_level:
+      fields["old_token_logp"] = scored["token_logp"]
+    passes = 1
+    if self.cfg.kl_coef:
+      fields["ref_token_logp"] = scorer(state, batch, params=self.ref_params)["token_logp"]
+      passes = 2
+    tokens = float(parallel.process_allgather(batch.attention_mask.sum()).sum())
+    return batch.replace(**fields), tokens * passes
+
+  def bootstrap_value(self, state, policy: ModelPolicy, runner, like: RolloutBatch
+                      ) -> np.ndarray:
+    """The critic's value of each slot's next state: a prompt-only scoring pass."""
+    prompts = rollout.prompt_rows(policy.encode(runner.conversations()), self.processor, like)
+    if prompts.pixel_values is not None:
+      prompts = prompts.replace(pixel_values=prompts.pixel_values.astype(
+          self.built.model_config.dtype))
+    scorer = learner.RowScorer(self.built["rescore"], self.mesh, self.rules,
+                               self.config.ppo.rescore_chunk)
+    return scorer(state, prompts)["old_value"]
+
+  # --- advantages ---------------------------------------------------------------------------
+
+  def episode_rewards(self, transitions, batch: RolloutBatch, judge, key
+                      ) -> tuple[np.ndarray, dict, float]:
+    """[groups, n] rewards of this process's episodes (each the return of one member), the
+    reward metrics, and the tokens the judge read and wrote."""
+    g, task = self.config.grpo, self.config.task
+    n = g.group_size
+    returns = np.zeros(g.groups * n)
+    last = {}
+    for row, t in enumerate(transitions):
+      returns[t.episode] += t.reward
+      last[t.episode] = (row, t)
+    if self.cfg.kl_in_reward and self.cfg.kl_coef:
+      tokens = (batch.thought_mask + batch.action_mask) > 0
+      kl = np.where(tokens, batch.old_token_logp - batch.ref_token_logp, 0.0).sum(-1)
+      for row, t in enumerate(transitions):
+        returns[t.episode] -= self.cfg.kl_coef * kl[row]
+    finals = [last[e][1] for e in range(g.groups * n)]
+    verifier = returns.reshape(g.groups, n)
+    metrics, judge_tokens = {}, 0.0
+    if g.reward == "verifier":
+      return verifier, metrics, judge_tokens
+    answers = [rewards.answer_key(task, t.answer) for t in finals]
+    groups = [answers[i * n:(i + 1) * n] for i in range(g.groups)]
+    metrics["grpo/answer_rate"] = float(np.mean([a is not None for a in answers]))
+    metrics["grpo/verifier_return"] = float(verifier.mean())
+    if g.reward == "majority":
+      return np.stack([rewards.majority_reward(a) for a in groups]), metrics, judge_tokens
+    scores, judge_tokens = judge.scores([t.prompt for t in finals],
+                                        [t.answer for t in finals], key)
+    metrics["grpo/judge_score"] = float(scores.mean())
+    out = np.stack([rewards.self_judged(a, scores[i * n:(i + 1) * n])
+                    for i, a in enumerate(groups)])
+    return out, metrics, float(judge_tokens)
+
+  def group_advantages(self, transitions, batch: RolloutBatch, judge, key
+                       ) -> tuple[RolloutBatch, dict, float]:
+    """Each row's advantage: its episode's (`ppo.advantage` over the group's rewards)."""
+    g = self.config.grpo
+    reward, metrics, judge_tokens = self.episode_rewards(transitions, batch, judge, key)
+    if g.reward == "self_judge" and g.judge_advantage == "log_softmax":
+      advantage = rewards.group_log_softmax(reward, g.beta).astype(np.float32)
+    else:
+      scale = g.beta if g.reward == "self_judge" else 1.0
+      advantage = advantages_lib.compute(self.cfg.advantage, scale * reward)
+    flat = advantage.reshape(-1)
+    rows = np.array([flat[t.episode] for t in transitions], np.float32)
+    metrics.update({"grpo/reward": float(reward.mean()),
+                    "grpo/reward_std": float(reward.std(axis=1).mean()),
+                    "grpo/flat_groups": float((reward.std(axis=1) == 0).mean())})
+    return batch.replace(advantages=rows), metrics, judge_tokens
+
+  # --- update -------------------------------------------------------------------------------
+
+  def to_device(self, batch: RolloutBatch) -> RolloutBatch:
+    """The fields the update reads, of every process, as one global batch."""
+    fields = learner.update_fields(batch.has_images, critic=not self.grouped,
+                                   kl=self.cfg.kl_coef > 0 and not self.cfg.kl_in_reward,
+                                   token_level=self.token_level)
+    return batch.only(fields).to_global(self.mesh, self.rules)
+
+  def group_batch(self, batch: RolloutBatch, carried: RolloutState) -> RolloutBatch:
+    """The GRPO family's rows padded (not `valid`) to the row count every process agrees on:
+    a multiple of the micro-batches x data shards, and the largest so far."""
+    multiple = (self.cfg.minibatches * self.cfg.grad_accum
+                * parallel.batch_shards(self.mesh, self.rules))
+    needed = -(-batch.rows // multiple) * multiple
+    carried.rows = int(parallel.process_max(np.array([max(needed, carried.rows)]))[0])
+    padded = batch.pad_rows(carried.rows)
+    return padded.take(slice(0, carried.rows))
+
+
+def _iteration(run: Trainer, state, carried: RolloutState, env, env_params, judge, step: int,
+               key, timings) -> tuple[RolloutBatch, dict, float]:
+  """collect -> score -> advantages of one update: (the batch, the rollout's metrics, the
+  tokens the forward-only passes read)."""
+  config, cfg = run.config, run.cfg
+  policy = run.policy(state)
+  if run.grouped:
+    transitions = rollout.collect_episodes(policy, run.group_runner(env, env_params, step),
+                                           jax.random.fold_in(key, 0), timings)
+  else:
     turns = config.ppo.num_steps // config.ppo.num_envs
-    steps = rollout.collect(policy, runner, turns, key, timings)
-    with timings.phase("rescore"):
-      multiple = config.ppo.length_multiple
-      needed = rollout.buffer_shape([t.payload for step in steps for t in step], multiple)
-      # Every process's rows join one global batch: the (P, L, image slots) of the largest
-      # anywhere.
-      carried.shape = tuple(int(n) for n in parallel.process_max(
-          np.maximum(needed, carried.shape)))
-      buffer = rollout.to_buffer(steps, self.processor, rule=config.ppo.action_span,
-                                 task=config.task, multiple=multiple,
-                                 min_shape=carried.shape)
-      if "pixel_values" in buffer:  # the images of every transition, in the compute dtype
-        buffer["pixel_values"] = buffer["pixel_values"].astype(self.built.model_config.dtype)
-      chunk = config.ppo.rescore_chunk
-      scored = self.scorer.rescore(state, buffer, chunk=chunk)
-      if cfg.kl_coef:
-        buffer["ref_token_logp"] = self.scorer.rescore(
-            state, buffer, params=self.ref_params, chunk=chunk)["token_logp"]
-      bootstrap = policy.generate(runner.conversations(), jax.random.fold_in(key, turns),
-                                  max_new_tokens=1)
-      next_value = self.scorer.value(state, np.stack([g.prompt_hidden for g in bootstrap]))
-      shape = buffer["rewards"].shape
-      advantages, returns = ppo.compute_advantages(
-          buffer["rewards"], scored["old_value"].reshape(shape), buffer["terminated"],
-          buffer["truncated"], next_value, cfg)
-    buffer.update(old_logp=scored["old_logp"], old_value=scored["old_value"],
-                  advantages=np.asarray(advantages).reshape(-1),
-                  returns=np.asarray(returns).reshape(-1))
-    success = eval_lib.GP_SUCCESS_REWARD if config.task == "gp" else None
-    table = parallel.process_allgather(rollout.stat_table(steps, success))
-    return buffer, rollout.episode_stats(table.reshape(-1, table.shape[-1]))
-
-  def to_device(self, buffer: dict) -> dict:
-    """The rows the update reads, of every process, as one global batch (rows over the data
-    shards)."""
-    keys = learner.update_keys("pixel_values" in buffer, kl=self.cfg.kl_coef > 0)
-    return parallel.global_batch({k: buffer[k] for k in keys}, self.mesh, self.rules,
-                                 {k: learner.row_axes(k) for k in keys})
+    steps = rollout.collect(policy, carried.runner, turns, jax.random.fold_in(key, 0), timings)
+    transitions = [t for s in steps for t in s]
+  success = eval_lib.GP_SUCCESS_REWARD if config.task == "gp" else None
+  table = parallel.process_allgather(rollout.stat_table(transitions, success))
+  record = rollout.episode_stats(table.reshape(-1, table.shape[-1]))
+  with timings.phase("score"):
+    batch, forward = run.score(state, run.rows(transitions, carried))
+  with timings.phase("advantages"):
+    if run.grouped:
+      batch, extra, judged = run.group_advantages(transitions, batch, judge,
+                                                  jax.random.fold_in(key, 3))
+      record.update(extra)
+      forward += float(parallel.process_allgather(np.array([judged])).sum())
+      batch = run.group_batch(batch, carried)
+    else:
+      shape = (len(steps), len(steps[0]))
+      rewards_ = np.array([t.reward for t in transitions], np.float32).reshape(shape)
+      terminated = np.array([t.terminated for t in transitions], bool).reshape(shape)
+      truncated = np.array([t.truncated for t in transitions], bool).reshape(shape)
+      next_value = run.bootstrap_value(state, policy, carried.runner, batch)
+      advantages, returns = advantages_lib.gae(
+          rewards_, batch.old_value.reshape(shape), terminated, truncated, next_value, cfg)
+      batch = batch.replace(advantages=np.asarray(advantages).reshape(-1),
+                            returns=np.asarray(returns).reshape(-1))
+  return batch, record, forward
 
 
-def run_rl(config, workdir: str) -> state_lib.TrainState:
-  """Trains (or resumes) the PPO run of `config` in `workdir`; returns the final state."""
+def run_rl(config, workdir: str, allow_changes: bool = False) -> state_lib.TrainState:
+  """Trains (or resumes) the RL run of `config` in `workdir`; returns the final state."""
+  changes = run_lib.check_workdir(config, workdir, allow_changes)
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.ppo.init, mesh)
   model_config = model.config
-  sft_loop.write_run_files(config, model_config, workdir)
   cfg = ppo.PPOConfig.from_config(config.ppo)
   built = steps_lib.rl(config, mesh, model_config)
-  net = learner.actor_critic(model, tuple(config.ppo.value_hidden), seed=config.seed)
+  grouped = cfg.advantage in advantages_lib.GROUP
+  net = (learner.Policy(model) if grouped else
+         learner.actor_critic(model, tuple(config.ppo.value_hidden), seed=config.seed))
   _, state = state_lib.create(net, built.tx, seed=config.seed, freeze=cfg.freeze)
   del model, net
   state = jax.device_put(state, built.shardings)
+  needs_ref = cfg.kl_coef or (grouped and config.grpo.reward == "self_judge")
   run = Trainer(config, built, processor, cfg, mesh, mllama.param_count(model_config),
-                ref_params=jax.tree.map(jnp.copy, state.params) if cfg.kl_coef else None)
+                ref_params=jax.tree.map(jnp.copy, state.params) if needs_ref else None)
 
-  env = envs.get(config.task)
-  runner = batch_lib.LockstepEpisodes(
-      env, envs.params_from_config(config), config.ppo.num_envs,
+  env, env_params = envs.get(config.task), envs.params_from_config(config)
+  runner = None if grouped else batch_lib.LockstepEpisodes(
+      env, env_params, config.ppo.num_envs,
       batch_lib.EpisodeStream(config.seed, stream=jax.process_index()))
   carried = RolloutState(runner)
-  state, start, checkpoints, writer = sft_loop.resume(config, workdir, state, carried)
-  totals = {k: sft_loop.last_value(writer.path, k, start)
-            for k in ("train/tokens_trained", "train/tokens_buffer", "train/flops")}
+  total = config.ppo.num_updates
+  skeleton = run_lib.Run(config, workdir, model_config, state, carried, total, changes=changes,
+                         totals=("train/tokens_trained", "train/tokens_buffer", "train/flops"))
+  state, totals = skeleton.state, skeleton.totals
+  judge = None
+  if grouped and config.grpo.reward == "self_judge":
+    judge = judge_lib.Judge(run.policy(state, params=run.ref_params),
+                            max_new_tokens=config.grpo.judge_max_new_tokens)
   update = built["ppo_update"]
   run_key = jax.random.wrap_key_data(jax.device_get(state.rng))  # the state is donated
 
-  total = config.ppo.num_updates
-  bar = metrics_lib.progress(total, start, config.log.progress)
-  for step in range(start, total):
+  for step in range(skeleton.start, total):
     started, timings = time.perf_counter(), rollout.Timings()
     key = jax.random.fold_in(run_key, step)
-    policy = run.policy(state)
-    buffer, record = run.buffer(state, policy, carried, jax.random.fold_in(key, 0), timings)
-    sequence_tokens = float(parallel.process_allgather(buffer["attention_mask"].sum()).sum())
-    trained = sequence_tokens * cfg.ppo_epochs
-    scored = sequence_tokens * (2 if cfg.kl_coef else 1)
+    batch, record, forward = _iteration(run, state, carried, env, env_params, judge, step, key,
+                                        timings)
+    sequence_tokens = float(parallel.process_allgather(
+        (batch.attention_mask * batch.valid[:, None]).sum()).sum())
     with timings.phase("update"):
-      state, update_metrics = update(state, run.to_device(buffer), jax.random.fold_in(key, 1))
+      state, update_metrics = update(state, run.to_device(batch), jax.random.fold_in(key, 1))
       update_metrics = jax.device_get(update_metrics)
-    totals["train/tokens_trained"] += trained
-    totals["train/tokens_buffer"] += record.pop("rollout/tokens") + scored
+    totals["train/tokens_trained"] += sequence_tokens * cfg.ppo_epochs
+    totals["train/tokens_buffer"] += record.pop("rollout/tokens") + forward
     totals["train/flops"] = (
         metrics_lib.training_flops(run.num_params, totals["train/tokens_trained"])
         + metrics_lib.inference_flops(run.num_params, totals["train/tokens_buffer"]))
@@ -207,9 +351,9 @@ def run_rl(config, workdir: str) -> state_lib.TrainState:
       record.update(eval_lib.flat_metrics(results))
     record.update({f"time/{k}": v for k, v in timings.items()})
     record["time/total"] = time.perf_counter() - started
-    writer.write(done, record)
-    bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
-    checkpoints.save(done, state, carried, force=done == total)
-    bar.update(1)
-  sft_loop.finish(bar, checkpoints, writer)
+    skeleton.log(done, record)
+    skeleton.bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
+    skeleton.save(done, state, carried)
+    skeleton.bar.update(1)
+  skeleton.finish()
   return state

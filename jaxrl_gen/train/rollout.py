@@ -1,8 +1,9 @@
 """Rollouts (`reference.md` §4.2, §4.4): the model plays B lock-step episodes, and what it
 did becomes the PPO buffer.
 
-    steps = collect(policy, runner, turns, key, timings)   # [turn][slot] Transitions
-    buffer = to_buffer(steps, processor, span_rule)         # host arrays, N = turns x B rows
+    steps = collect(policy, runner, turns, key, timings)   # PPO: [turn][slot] Transitions
+    batch, turns = to_batch(steps, processor, rule=..., task=...)   # N = turns x B rows
+    episodes = collect_episodes(policy, group_runner, key)  # GRPO: whole episodes of groups
 
 Every turn is one batched `ModelPolicy.generate` over the B slots' conversations, decoded and
 graded by each slot's env (`envs.batch.LockstepEpisodes`; ended episodes reset at once, so
@@ -21,17 +22,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
+from jaxrl_gen import parallel
 from jaxrl_gen.envs import batch as batch_lib
 from jaxrl_gen.policy import Generation, ModelPolicy
 from jaxrl_gen.sampling import inputs as sampling_inputs
 from jaxrl_gen.text.processor import Processor
 from jaxrl_gen.train import action_span
+from jaxrl_gen.train.batch import RolloutBatch
 
 class Timings(collections.defaultdict):
   """Seconds spent per phase ('decode', 'env', 'rescore', 'update', ...)."""
@@ -46,6 +50,40 @@ class Timings(collections.defaultdict):
       yield
     finally:
       self[name] += time.perf_counter() - start
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupStream:
+  """An episode stream for groups: slots i*n .. i*n + n - 1 all play episode `offset + i` of
+  `base` (the same reset key), so each group's members answer the same first prompt."""
+
+  base: batch_lib.EpisodeStream
+  group_size: int
+  offset: int = 0
+
+  def reset(self, env, params, index: int):
+    return self.base.reset(env, params, self.offset + index // self.group_size)
+
+
+def collect_episodes(policy: ModelPolicy, runner: batch_lib.LockstepEpisodes, key,
+                     timings: Timings | None = None) -> list[batch_lib.Transition]:
+  """Every episode of a finite `runner` played to its end, one batched generation of the
+  active slots a turn; the transitions in the order they happened (payload: the
+  `Generation`). Multi-process: the processes take turns together until every process's
+  episodes have ended (a process with none left answers a stand-in conversation it drops)."""
+  timings = Timings() if timings is None else timings
+  out, turn, last = [], 0, None
+  while int(parallel.process_max(np.array([len(runner.active)]))[0]):
+    conversations = runner.conversations()
+    last = conversations[0] if conversations else last
+    with timings.phase("decode"):
+      generations = policy.generate(conversations or [last],
+                                    jax.random.fold_in(key, turn))
+    if conversations:
+      with timings.phase("env"):
+        out.extend(runner.step([g.text for g in generations], generations))
+    turn += 1
+  return out
 
 
 def collect(policy: ModelPolicy, runner: batch_lib.LockstepEpisodes, turns: int, key,
@@ -112,10 +150,12 @@ def buffer_shape(generations: Sequence[Generation], multiple: int = 64
 
 
 def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: int | None,
-              multiple: int = 64, min_shape: tuple[int, int, int] = (0, 0, 0)) -> dict:
+              multiple: int = 64, min_shape: tuple[int, int, int] = (0, 0, 0)
+              ) -> RolloutBatch:
   """[prompt; output] rows of a batch of generations: `input_ids`, `attention_mask`, the
   output tokens' `output_ids` [N, L] and, when any row has an image, the image arrays.
-  P, L and the image slots are `buffer_shape`'s, and at least `min_shape`."""
+  P, L and the image slots are `buffer_shape`'s, and at least `min_shape`. A generation
+  without tokens (`policy.encode`) is its prompt alone: its row's value is that state's."""
   n = len(generations)
   prompt_len, output_len, slots = (int(n) for n in np.maximum(
       buffer_shape(generations, multiple), min_shape))
@@ -136,28 +176,56 @@ def sequences(generations: Sequence[Generation], pad_id: int, image_token_id: in
     cross[:, :prompt_len] = arrays.pop("cross_attention_mask")
     cross[:, prompt_len:] = cross[:, prompt_len - 1:prompt_len]  # outputs see what the prompt's
     out.update(arrays, cross_attention_mask=cross)               # last token saw
-  return out
+  return RolloutBatch(**out)
 
 
-def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
-              rule: str, task: str, multiple: int = 64,
-              min_shape: tuple[int, int, int] = (0, 0, 0)) -> dict:
-  """The host arrays of a rollout: model inputs and masks [N, ...] (time-major rows), and
-  `rewards`, `terminated`, `truncated` [T, B] for the returns. A run passes the largest
-  (P, L, image slots) it has used as `min_shape`, so its update compiles once per shape
+@dataclasses.dataclass(frozen=True)
+class Turns:
+  """The rollout's per-turn arrays [T, B] the returns are computed from (host side)."""
+  rewards: np.ndarray
+  terminated: np.ndarray
+  truncated: np.ndarray
+
+
+def to_rows(transitions: Sequence[batch_lib.Transition], processor: Processor, *, rule: str,
+            task: str, multiple: int = 64, min_shape: tuple[int, int, int] = (0, 0, 0)
+            ) -> RolloutBatch:
+  """One row per transition, in order, with its action / thought masks. A run passes the
+  largest (P, L, image slots) it has used as `min_shape`, so its steps compile once per shape
   reached."""
-  flat = [t for step in steps for t in step]
-  generations = [t.payload for t in flat]
-  buffer = sequences(generations, processor.ids.pad, processor.ids.image, multiple, min_shape)
+  generations = [t.payload for t in transitions]
+  batch = sequences(generations, processor.ids.pad, processor.ids.image, multiple, min_shape)
   pattern = legacy_pattern(processor) if rule == "legacy" else ()
   spans = [span(processor, g, rule, task, pattern) for g in generations]
-  buffer.update(action_span.stack(spans, buffer["output_ids"].shape[1]))
-  buffer["valid"] = np.ones(len(flat), bool)
+  return batch.replace(**action_span.stack(spans, batch.output_ids.shape[1]),
+                       valid=np.ones(len(transitions), bool))
+
+
+def to_batch(steps: Sequence[Sequence[batch_lib.Transition]], processor: Processor, *,
+             rule: str, task: str, multiple: int = 64,
+             min_shape: tuple[int, int, int] = (0, 0, 0)) -> tuple[RolloutBatch, Turns]:
+  """The rows of a lock-step rollout (time-major: row t * B + b is slot b's turn t) and its
+  `Turns`."""
+  flat = [t for step in steps for t in step]
+  batch = to_rows(flat, processor, rule=rule, task=task, multiple=multiple, min_shape=min_shape)
   shape = (len(steps), len(steps[0]))
-  buffer["rewards"] = np.array([t.reward for t in flat], np.float32).reshape(shape)
-  buffer["terminated"] = np.array([t.terminated for t in flat], bool).reshape(shape)
-  buffer["truncated"] = np.array([t.truncated for t in flat], bool).reshape(shape)
-  return buffer
+  return batch, Turns(np.array([t.reward for t in flat], np.float32).reshape(shape),
+                      np.array([t.terminated for t in flat], bool).reshape(shape),
+                      np.array([t.truncated for t in flat], bool).reshape(shape))
+
+
+def prompt_rows(prompts: Sequence[Generation], processor: Processor, like: RolloutBatch
+                ) -> RolloutBatch:
+  """Prompt-only rows (`policy.encode`) shaped like the rollout's rows `like` (at least its
+  P, L and image slots): the scoring pass reads each row's value at its last prompt token."""
+  output = like.output_ids.shape[1]
+  slots = 0 if like.aspect_ratio_ids is None else like.aspect_ratio_ids.shape[1]
+  prompt = like.input_ids.shape[1] - output
+  rows = sequences(prompts, processor.ids.pad, processor.ids.image, 1, (prompt, output, slots))
+  n = len(prompts)
+  return rows.replace(thought_mask=np.zeros((n, output), np.float32),
+                      action_mask=np.zeros((n, output), np.float32),
+                      constant_logp=np.zeros(n, bool), valid=np.ones(n, bool))
 
 
 # Per-transition numbers the rollout metrics are computed from (a table, so processes can
@@ -165,11 +233,10 @@ def to_buffer(steps: Sequence[Sequence[batch_lib.Transition]], processor: Proces
 STAT_COLUMNS = ("reward", "done", "success", "attempt", "finished", "output_tokens", "tokens")
 
 
-def stat_table(steps: Sequence[Sequence[batch_lib.Transition]], success_reward: float | None
+def stat_table(flat: Sequence[batch_lib.Transition], success_reward: float | None
                ) -> np.ndarray:
   """[N, len(STAT_COLUMNS)] float64: one row per transition (success: the reward is GP's
   success reward; NaN for tasks without one)."""
-  flat = [t for step in steps for t in step]
   return np.array([(t.reward, t.done,
                     np.nan if success_reward is None else t.reward == success_reward,
                     t.attempt, t.payload.finished, len(t.payload.tokens),

@@ -17,17 +17,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxrl_gen.models.inputs import INPUT_AXES, MODEL_INPUTS
 from jaxrl_gen.train.state import TrainState
 
-MODEL_INPUTS = ("attention_mask", "pixel_values", "aspect_ratio_ids", "aspect_ratio_mask",
-                "cross_attention_mask")
-# Logical axes of each batch array: rows over the data shards.
-BATCH_AXES = {
-    "input_ids": ("batch", "length"), "attention_mask": ("batch", "length"),
-    "loss_mask": ("batch", "length"), "pixel_values": ("batch",) + (None,) * 5,
-    "aspect_ratio_ids": ("batch", None), "aspect_ratio_mask": ("batch", None, None),
-    "cross_attention_mask": ("batch", "length", None, None),
-}
+# Logical axes of each batch array: the model's inputs and the loss mask, rows over the data
+# shards.
+BATCH_AXES = {**INPUT_AXES, "loss_mask": ("batch", "length")}
 
 
 def token_losses(graphdef: nnx.GraphDef, params, frozen, rest, batch: dict, chunk: int = 0

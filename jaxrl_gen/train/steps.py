@@ -29,10 +29,12 @@ from jaxrl_gen import parallel
 from jaxrl_gen.data import pipeline
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.models.config import ModelConfig
+from jaxrl_gen.models.inputs import IMAGE_KEYS
 from jaxrl_gen.sampling import api as sampling_api
 from jaxrl_gen.sampling import inputs as sampling_inputs
 from jaxrl_gen.train import learner, optim, ppo
 from jaxrl_gen.train import sft as sft_lib
+from jaxrl_gen.train.batch import RolloutBatch
 from jaxrl_gen.train import state as state_lib
 
 
@@ -142,7 +144,7 @@ def sft(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | Non
   graphdef, state = _abstract_state(lambda: mllama.Model(mc, rngs=nnx.Rngs(config.seed)), tx,
                                     seed=config.seed, freeze=freeze)
   shardings = state_lib.shardings(state, mesh, mc.rules, tx)
-  keys = pipeline.TEXT_KEYS + (pipeline.IMAGE_KEYS if images else ())
+  keys = pipeline.TEXT_KEYS + (IMAGE_KEYS if images else ())
   batch_shardings = _row_shardings(mesh, mc.rules, keys, sft_lib.BATCH_AXES.get)
   chunk = config.sft.loss_chunk
   train = jax.jit(functools.partial(sft_lib.sft_step, graphdef=graphdef, tx=tx,
@@ -180,23 +182,26 @@ def update_shards(mesh: Mesh, rules, cfg: ppo.PPOConfig, rows: int) -> int:
 
 def rl(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | None = None,
        prompt_length: int = 512, output_length: int | None = None) -> Built:
-  """The PPO run's steps: `rescore` (the rollout's no-grad pass over `ppo.rescore_chunk` rows a
-  process), `ppo_update` (the state donated, `ppo.num_steps` rows a process), `value` (the
-  bootstrap value of `ppo.num_envs` states a process) and `sample` (the sampler's prefill +
-  decode program for `ppo.num_envs` prompts a process). Abstract buffers are `prompt_length` +
-  `output_length` (default `sampling.max_new_tokens`) tokens, each rounded up to
-  `ppo.length_multiple`; images (one a row) are stored in the compute dtype."""
+  """The RL run's steps: `rescore` (the no-grad scoring pass over `ppo.rescore_chunk` rows a
+  process), `ppo_update` (the update with `ppo.loss`, the state donated, `ppo.num_steps` rows a
+  process) and `sample` (the sampler's prefill + decode program for `ppo.num_envs` prompts a
+  process). PPO trains an `ActorCritic`, the GRPO family (a group `ppo.advantage`) a bare
+  `Policy`. Abstract batches are `prompt_length` + `output_length` (default
+  `sampling.max_new_tokens`) tokens, each rounded up to `ppo.length_multiple`; images (one a
+  row) are stored in the compute dtype."""
   mc = mc or model_config(config, mesh)
   images = has_images(config, mc) if images is None else images
   rules, hosts = mc.rules, processes(mesh)
   cfg = ppo.PPOConfig.from_config(config.ppo)
+  critic = cfg.advantage == "gae"
   # Frozen parameters are split out of the trained ones (no gradient, no optimizer state).
   tx = ppo.make_optimizer(dataclasses.replace(cfg, freeze=()))
   value_hidden = tuple(config.ppo.value_hidden)
 
   def make():
     model = mllama.Model(mc, rngs=nnx.Rngs(config.seed))
-    return learner.actor_critic(model, value_hidden, seed=config.seed)
+    return learner.actor_critic(model, value_hidden, seed=config.seed) if critic else (
+        learner.Policy(model))
 
   graphdef, state = _abstract_state(make, tx, seed=config.seed, freeze=cfg.freeze)
   shardings = state_lib.shardings(state, mesh, rules, tx)
@@ -204,60 +209,48 @@ def rl(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | None
   param_parts = (shardings.params, shardings.frozen, shardings.rest)
   rows_out = NamedSharding(mesh, parallel.logical_to_spec(("batch",), rules))
   temperature = rollout_temperature(config)
-  row_shardings = functools.partial(_row_shardings, mesh, rules, axes=learner.row_axes)
 
-  # Abstract buffer rows: every process's rows, lengths as the rollout pads them.
+  # Abstract batches: every process's rows, lengths as the rollout pads them.
   multiple = config.ppo.length_multiple
   p = _up(prompt_length, multiple)
   out = _up(output_length or config.sampling.max_new_tokens, multiple)
 
-  def buffer(rows: int, keys) -> dict:
-    shapes = {"input_ids": ((rows, p + out), np.int32), "attention_mask": ((rows, p + out),
-                                                                            np.int32),
-              "output_ids": ((rows, out), np.int32),
-              "thought_mask": ((rows, out), np.float32), "action_mask": ((rows, out), np.float32),
-              "constant_logp": ((rows,), bool), "valid": ((rows,), bool),
-              "old_logp": ((rows,), np.float32), "old_value": ((rows,), np.float32),
-              "advantages": ((rows,), np.float32), "returns": ((rows,), np.float32),
-              "ref_token_logp": ((rows, out), np.float32)}
-    if images:
-      shapes.update(_image_shapes(mc, rows, p + out, np.dtype(mc.dtype)))
-    return _arrays({k: shapes[k] for k in keys})
+  def batch(rows: int, fields) -> tuple[RolloutBatch, RolloutBatch]:
+    """(abstract batch, its shardings)."""
+    image_shapes = functools.partial(_image_shapes, mc, pixel_dtype=np.dtype(mc.dtype))
+    abstract = RolloutBatch.abstract(fields, rows=rows, prompt=p, output=out,
+                                     image_shapes=image_shapes if images else None)
+    sharding = abstract.shardings(mesh, rules)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        abstract, sharding), sharding
 
   n = mllama.param_count(mc)
   steps = {}
   shards = parallel.batch_shards(mesh, rules)
 
-  keys = learner.rescore_keys(images)
+  rows = _up(config.ppo.rescore_chunk * hosts, shards)
+  abstract, sharding = batch(rows, learner.rescore_fields(images))
   rescore = jax.jit(functools.partial(learner.rescore, graphdef, temperature=temperature,
                                       thought_coef=cfg.thought_coef),
-                    in_shardings=(*param_parts, row_shardings(keys)), out_shardings=rows_out)
-  rows = _up(config.ppo.rescore_chunk * hosts, shards)
+                    in_shardings=(*param_parts, sharding), out_shardings=rows_out)
   steps["rescore"] = Step("rescore", rescore, mesh,
-                          (placed.params, placed.frozen, placed.rest,
-                           _placed(buffer(rows, keys), row_shardings(keys))),
+                          (placed.params, placed.frozen, placed.rest, abstract),
                           2.0 * n * rows * (p + out), rows * (p + out))
 
-  keys = learner.update_keys(images, kl=cfg.kl_coef > 0)
+  fields = learner.update_fields(images, critic=critic,
+                                 kl=cfg.kl_coef > 0 and not cfg.kl_in_reward,
+                                 token_level=cfg.loss != "turn_ppo")
   rows = config.ppo.num_steps * hosts
+  abstract, sharding = batch(rows, fields)
+  # The GRPO family pads its rows to a multiple of the micro-batches x data shards.
+  update_shards_ = shards if not critic else update_shards(mesh, rules, cfg, rows)
   update = jax.jit(functools.partial(learner.update, graphdef=graphdef, tx=tx, cfg=cfg,
-                                     temperature=temperature,
-                                     shards=update_shards(mesh, rules, cfg, rows)),
-                   in_shardings=(shardings, row_shardings(keys), _replicated(mesh)),
+                                     temperature=temperature, shards=update_shards_),
+                   in_shardings=(shardings, sharding, _replicated(mesh)),
                    out_shardings=(shardings, _replicated(mesh)), donate_argnums=0)
   tokens = rows * (p + out) * cfg.ppo_epochs
-  steps["ppo_update"] = Step(
-      "ppo_update", update, mesh,
-      (placed, _placed(buffer(rows, keys), row_shardings(keys)), _key(mesh)),
-      6.0 * n * tokens, tokens)
-
-  value = jax.jit(functools.partial(learner.value, graphdef),
-                  in_shardings=(*param_parts, rows_out), out_shardings=rows_out)
-  rows = _up(config.ppo.num_envs * hosts, shards)
-  hidden = {"hidden": jax.ShapeDtypeStruct((rows, mc.text.hidden_size), np.float32,
-                                           sharding=rows_out)}
-  steps["value"] = Step("value", value, mesh, (placed.params, placed.frozen, placed.rest, hidden),
-                        0.0, 0)
+  steps["ppo_update"] = Step("ppo_update", update, mesh, (placed, abstract, _key(mesh)),
+                             6.0 * n * tokens, tokens)
 
   steps["sample"] = sampler(config, mesh, mc, rows=config.ppo.num_envs * hosts,
                             prompt_length=prompt_length, images=images)
