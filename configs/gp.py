@@ -124,7 +124,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.verify_iter = 5
   config.eval.batch_size = 8
 
-  config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy)
+  config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy,
+                                      mode=choice.mode)
+  config.grpo = config_lib.grpo_config(config.ppo, toy=toy)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config(choice.preset)

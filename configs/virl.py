@@ -141,7 +141,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.batch_size = 8
   config.eval.visual_ood_data_dir = ""
 
-  config.ppo = config_lib.ppo_config(num_updates=15, lr=1e-7 if vision else 1e-6, toy=toy)
+  config.ppo = config_lib.ppo_config(num_updates=15, lr=1e-7 if vision else 1e-6, toy=toy,
+                                      mode=choice.mode)
+  config.grpo = config_lib.grpo_config(config.ppo, toy=toy)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config(choice.preset)

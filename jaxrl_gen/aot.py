@@ -195,9 +195,9 @@ def _built(config, mesh, prompt_length: int):
 
   if config.mode == "sft":
     return steps.sft(config, mesh), SFT_STEPS
-  if config.mode == "rl":
+  if config.mode in ("rl", "grpo"):
     return steps.rl(config, mesh, prompt_length=prompt_length), RL_STEPS
-  raise ValueError(f"jaxrl-gen aot compiles the steps of an sft or rl config; this one's mode"
+  raise ValueError(f"jaxrl-gen aot compiles the steps of an sft, rl or grpo config; this one's mode"
                    f" is {config.mode!r}")
 
 

@@ -21,9 +21,10 @@ from jaxrl_gen.sampling import inputs as sampling_inputs  # JAX-free
 # Model presets: `jaxrl_gen.models.presets` is the source of truth.
 PRESETS = model_presets.NAMES
 MODEL_DTYPES = ("auto",) + model_config_lib.DTYPES
-# Modes a config can be built for, and the subset that this version implements.
+# Modes a config can be built for (all implemented), and those `run_rl` trains.
 MODES = ("play", "sft", "rl", "grpo", "eval")
-IMPLEMENTED_MODES = ("play", "sft", "rl", "eval")
+IMPLEMENTED_MODES = MODES
+RL_MODES = ("rl", "grpo")
 # Presets trained from random init on a CPU (the embedded 2048-id tokenizer fits them).
 TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
 
@@ -275,7 +276,8 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
            "config.sft.init to a checkpoint directory")
 
 
-def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collections.ConfigDict:
+def ppo_config(*, num_updates: int, lr: float, toy: bool = False, mode: str = "rl"
+               ) -> ml_collections.ConfigDict:
   """The `config.ppo` section: multi-turn PPO (`reference.md` §4, `decisions.md` rows 5-8;
   `jaxrl_gen.train.ppo`, `jaxrl_gen.train.rl`), the reference's launched values as defaults.
 
@@ -303,7 +305,22 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
       ppo.value_coef        0.5: the value loss's weight in the total.
       ppo.entropy_coef      0.0: entropy bonus (the reference configures 0.01 but never computes
                             it); > 0 needs a scorer that returns token entropies.
-      ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper).
+      ppo.kl_coef           0.0: weight of the k3 KL to a frozen reference model (not in the paper;
+                            mode grpo: 0.04, DeepSeekMath's), its parameters sharded like the
+                            policy's, no optimizer state.
+      ppo.kl_in_reward      False: the KL is a loss term; True: kl_coef x the episode's summed
+                            log-ratio to the reference is subtracted from its reward instead.
+      ppo.advantage         'gae' (PPO, with the critic) | 'grpo' | 'drgrpo' | 'rloo' (the
+                            GRPO family, over each group's episode rewards;
+                            `jaxrl_gen.train.advantages`). Mode grpo sets 'grpo'.
+      ppo.loss              'turn_ppo': the reference's PPO, one ratio per generation
+                            (thought_coef-weighted sequence log-prob) | 'token_ppo': a clipped
+                            ratio per output token, with the critic | 'grpo_clip': the same
+                            without a critic (mode grpo; `jaxrl_gen.train.token_loss`).
+      ppo.clip_high         None: the token losses' upper clip, 1 + clip_high (DAPO's
+                            asymmetric clip, e.g. 0.28); None: ppo.clip.
+      ppo.loss_agg          'token_mean' | 'seq_mean_token_mean' (GRPO) |
+                            'seq_mean_token_sum_norm' (Dr.GRPO): how the token losses average.
       ppo.rollout_temperature  None: the rollouts' sampling temperature (their log-probs and
                             the PPO ratios are taken at it); None: config.sampling.temperature,
                             as the reference (0.2). Evaluation always samples as
@@ -338,6 +355,11 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   (end_lr 2e-5), rollout_temperature 1.0, num_steps 64 from num_envs 64, grad_accum 2
   (micro-batches of 16), value_hidden (256, 128): the settings that raised the tiny GP-L
   model's success (docs/rl.md, with env.verify_iter=1 in training).
+
+  Mode grpo (`grpo_config`) changes: advantage 'grpo', loss 'grpo_clip', clip 0.2, kl_coef
+  0.04, ppo_epochs 1 (one policy update per exploration stage, as DeepSeekMath), and
+  num_envs = num_steps = grpo.groups x grpo.group_size (the rows of single-turn episodes; the
+  update pads longer rollouts to a multiple of its micro-batches).
   """
   config = ml_collections.ConfigDict()
   config.init = ""
@@ -355,6 +377,11 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.value_coef = 0.5
   config.entropy_coef = 0.0
   config.kl_coef = 0.0
+  config.kl_in_reward = False
+  config.advantage = "gae"
+  config.loss = "turn_ppo"
+  config.clip_high = ml_collections.config_dict.placeholder(float)
+  config.loss_agg = "token_mean"
   config.rollout_temperature = 1.0 if toy else ml_collections.config_dict.placeholder(float)
   config.thought_coef = 0.5
   config.action_span = "field"
@@ -369,7 +396,61 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False) -> ml_collecti
   config.max_grad_norm = ml_collections.config_dict.placeholder(float)
   config.value_hidden = (256, 128) if toy else (1024, 512)
   config.freeze = ()
+  if mode == "grpo":
+    config.advantage, config.loss = "grpo", "grpo_clip"
+    config.clip, config.kl_coef, config.ppo_epochs = 0.2, 0.04, 1
   return config
+
+
+def grpo_config(ppo: ml_collections.ConfigDict, *, toy: bool = False
+                ) -> ml_collections.ConfigDict:
+  """The `config.grpo` section (mode grpo; `jaxrl_gen.train.rl`, `spec/algorithms.md`):
+  `grpo.groups` prompts a process an update, each answered by `grpo.group_size` episodes of
+  the same first prompt (sequential revision: each member's return scores it); the learner's
+  other settings are `config.ppo`'s. Links `ppo.num_envs` and `ppo.num_steps` to
+  groups x group_size.
+
+      grpo.groups           prompts (groups) per process per update: 16 (toy) | 32.
+      grpo.group_size       samples per prompt n: 4 (toy) | 8.
+      grpo.reward           'verifier': the env's reward (the episode's return) | 'majority':
+                            agreement with the group's majority answer (test-time RL) |
+                            'self_judge': the self-judged reward of arXiv 2603.21289 (the
+                            consistency prior, a frozen judge's bounded modulation, the format
+                            term; `jaxrl_gen.train.rewards`). The last two read no verifier
+                            reward and need single-attempt episodes (GP: env.verification=False).
+      grpo.beta             1.0: the self-judged reward's group-distribution temperature.
+      grpo.judge_advantage  'centred': ppo.advantage over beta R (the official code: the
+                            log-softmax's constant cancels under group-mean centring) |
+                            'log_softmax': a_i = beta R_i - logsumexp(beta R) used as is.
+      grpo.judge_max_new_tokens  the judge's generation budget: 64 (toy) | 1024.
+  """
+  config = ml_collections.ConfigDict({
+      "groups": 16 if toy else 32, "group_size": 4 if toy else 8, "reward": "verifier",
+      "beta": 1.0, "judge_advantage": "centred", "judge_max_new_tokens": 64 if toy else 1024})
+  rows = config.get_ref("groups") * config.get_ref("group_size")
+  ppo.num_envs = rows
+  ppo.num_steps = rows
+  return config
+
+
+def validate_grpo(config: ml_collections.ConfigDict) -> None:
+  """The GRPO family's settings: groups of two or more, a group estimator, and unsupervised
+  rewards only where no verifier feedback reaches the episode."""
+  g, p = config.grpo, config.ppo
+  _check(g.groups >= 1, f"config.grpo.groups={g.groups}: must be >= 1")
+  _check(g.group_size >= 2, f"config.grpo.group_size={g.group_size}: a group needs >= 2 samples")
+  _one_of(config, "grpo.reward", ("verifier", "majority", "self_judge"))
+  _one_of(config, "grpo.judge_advantage", ("centred", "log_softmax"))
+  _check(p.advantage in ("grpo", "drgrpo", "rloo"),
+         f"config.ppo.advantage={p.advantage!r}: mode grpo needs a group estimator "
+         "(grpo, drgrpo, rloo)")
+  _check(g.judge_max_new_tokens >= 1,
+         f"config.grpo.judge_max_new_tokens={g.judge_max_new_tokens}: must be >= 1")
+  if g.reward != "verifier":
+    single = config.task == "gp" and not config.env.verification
+    _check(single, f"config.grpo.reward={g.reward!r} reads no verifier reward, but the "
+           "episodes show the verifier's feedback: use single-attempt episodes "
+           "(--config.env.verification=False; GP only, V-IRL routes are multi-step)")
 
 
 def experiment_config(*, init_steps: int, rl_updates: int) -> ml_collections.ConfigDict:
@@ -398,7 +479,8 @@ def validate_ppo(config: ml_collections.ConfigDict) -> None:
   _check(p.num_steps % p.num_envs == 0,
          f"config.ppo.num_steps={p.num_steps} is not a whole number of turns of "
          f"config.ppo.num_envs={p.num_envs} episodes")
-  _check(p.num_steps % (p.minibatches * p.grad_accum) == 0,
+  # The GRPO family pads its rows to a multiple of the micro-batches.
+  _check(config.mode == "grpo" or p.num_steps % (p.minibatches * p.grad_accum) == 0,
          f"config.ppo.num_steps={p.num_steps} does not split into ppo.minibatches="
          f"{p.minibatches} x ppo.grad_accum={p.grad_accum} micro-batches")
   _one_of(config, "ppo.action_span", ("field", "legacy"))
@@ -560,11 +642,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
     validate_train(config, process_count or jax.process_count(),
                    num_devices or jax.device_count(), files)
-  if config.mode in ("sft", "rl") and num_devices is None:
+  if config.mode in ("sft",) + RL_MODES and num_devices is None:
     _check_training_state_fits(config)
   _check(config.seed >= 0, f"config.seed={config.seed}: must be non-negative")
   if "ppo" in config:
     validate_ppo(config)
+  if config.mode == "grpo":
+    validate_grpo(config)
   try:
     envs.params_from_config(config)  # the env's own dataclass checks its fields
   except (TypeError, ValueError) as e:
