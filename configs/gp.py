@@ -126,7 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy,
                                       mode=choice.mode)
-  config.grpo = config_lib.grpo_config(config.ppo, toy=toy)
+  config.grpo = config_lib.grpo_config(config.ppo, toy=toy, mode=choice.mode)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config(choice.preset)

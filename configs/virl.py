@@ -143,7 +143,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.ppo = config_lib.ppo_config(num_updates=15, lr=1e-7 if vision else 1e-6, toy=toy,
                                       mode=choice.mode)
-  config.grpo = config_lib.grpo_config(config.ppo, toy=toy)
+  config.grpo = config_lib.grpo_config(config.ppo, toy=toy, mode=choice.mode)
 
   config.model = config_lib.model_config(choice.preset)
   config.mesh = config_lib.mesh_config(choice.preset)

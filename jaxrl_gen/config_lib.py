@@ -402,12 +402,12 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False, mode: str = "r
   return config
 
 
-def grpo_config(ppo: ml_collections.ConfigDict, *, toy: bool = False
+def grpo_config(ppo: ml_collections.ConfigDict, *, toy: bool = False, mode: str = "grpo"
                 ) -> ml_collections.ConfigDict:
   """The `config.grpo` section (mode grpo; `jaxrl_gen.train.rl`, `spec/algorithms.md`):
   `grpo.groups` prompts a process an update, each answered by `grpo.group_size` episodes of
   the same first prompt (sequential revision: each member's return scores it); the learner's
-  other settings are `config.ppo`'s. Links `ppo.num_envs` and `ppo.num_steps` to
+  other settings are `config.ppo`'s. In mode grpo, `ppo.num_envs` and `ppo.num_steps` follow
   groups x group_size.
 
       grpo.groups           prompts (groups) per process per update: 16 (toy) | 32.
@@ -427,9 +427,10 @@ def grpo_config(ppo: ml_collections.ConfigDict, *, toy: bool = False
   config = ml_collections.ConfigDict({
       "groups": 16 if toy else 32, "group_size": 4 if toy else 8, "reward": "verifier",
       "beta": 1.0, "judge_advantage": "centred", "judge_max_new_tokens": 64 if toy else 1024})
-  rows = config.get_ref("groups") * config.get_ref("group_size")
-  ppo.num_envs = rows
-  ppo.num_steps = rows
+  if mode == "grpo":
+    rows = config.get_ref("groups") * config.get_ref("group_size")
+    ppo.num_envs = rows
+    ppo.num_steps = rows
   return config
 
 
@@ -463,9 +464,13 @@ def experiment_config(*, init_steps: int, rl_updates: int) -> ml_collections.Con
                               SFT branch gets as many steps as the RL branch's FLOPs buy.
       experiment.evals        4: evaluations along each branch (config.eval), besides the
                               warm-up's.
+      experiment.branches     'rl,sft': the branches from the warm-up, a comma list of rl
+                              (PPO; the FLOPs budget), sft, grpo (GRPO on the verifier's
+                              reward) and grpo_judge (GRPO on the self-judged reward, no
+                              verifier reward), each at the rl branch's training FLOPs.
   """
   return ml_collections.ConfigDict({"init_steps": init_steps, "rl_updates": rl_updates,
-                                    "evals": 4})
+                                    "evals": 4, "branches": "rl,sft"})
 
 
 def validate_ppo(config: ml_collections.ConfigDict) -> None:

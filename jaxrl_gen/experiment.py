@@ -7,6 +7,10 @@ the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
 <workdir>/init  the SFT warm-up (config.experiment.init_steps steps), evaluated once
 <workdir>/rl    PPO from the warm-up (config.ppo, experiment.rl_updates updates)
 <workdir>/sft   SFT from the warm-up, as many steps as the RL branch's FLOPs buy
+<workdir>/grpo, <workdir>/grpo_judge   with `experiment.branches` naming them: GRPO from the
+                warm-up on the verifier's reward, and on the self-judged reward (no verifier
+                reward; single-attempt episodes), each for the updates the RL branch's FLOPs
+                buy (measured on a one-update probe run, <workdir>/<branch>_probe)
 <workdir>/curves.jsonl, <workdir>/generalization.png, <workdir>/summary.json
 
 Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
@@ -106,10 +110,42 @@ def branch_curve(config, run_dir: str, init_flops: float) -> list[dict]:
   return points
 
 
+# The GRPO branches: the reward they train on, the group estimator, and the config keys they
+# change besides (the self-judged branch's episodes show no verifier feedback).
+GRPO_BRANCHES = {"grpo": ("verifier", "grpo", {}),
+                 "grpo_judge": ("self_judge", "drgrpo", {"env.verification": False})}
+BRANCHES = ("rl", "sft") + tuple(GRPO_BRANCHES)
+
+
+def grpo_branch_config(config, branch: str, init_dir: str, updates: int, every: int
+                       ) -> ml_collections.ConfigDict:
+  """The config of a GRPO branch from the warm-up in `init_dir` (mode grpo's learner settings
+  on config.ppo, `config_lib.ppo_config`)."""
+  reward, estimator, extra = GRPO_BRANCHES[branch]
+  rows = config.grpo.groups * config.grpo.group_size
+  return branch_config(config, "grpo", **{
+      "ppo.init": init_dir, "ppo.num_updates": updates, "ppo.eval_every": every,
+      "ppo.advantage": estimator, "ppo.loss": "grpo_clip", "ppo.clip": 0.2,
+      "ppo.kl_coef": 0.04, "ppo.ppo_epochs": 1, "ppo.num_envs": rows, "ppo.num_steps": rows,
+      "grpo.reward": reward, **extra})
+
+
+def grpo_updates_for(flops: float, config, branch: str, init_dir: str, probe_dir: str) -> int:
+  """GRPO updates whose training FLOPs equal `flops`, at the rate of a one-update probe run."""
+  rl.run_rl(grpo_branch_config(config, branch, init_dir, 1, 0), probe_dir)
+  per_update = _last(_records(probe_dir), "train/flops")
+  return max(1, round(flops / per_update))
+
+
 def run_experiment(config, workdir: str) -> dict:
   """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json)."""
   exp = config.experiment
-  dirs = {name: os.path.join(workdir, name) for name in ("init", "rl", "sft")}
+  branches = tuple(b.strip() for b in exp.branches.split(",") if b.strip())
+  unknown = [b for b in branches if b not in BRANCHES]
+  if unknown or "rl" not in branches:
+    raise ValueError(f"config.experiment.branches={exp.branches!r}: a comma list of "
+                     f"{', '.join(BRANCHES)} with rl (the FLOPs budget) in it")
+  dirs = {name: os.path.join(workdir, name) for name in ("init",) + branches}
   num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
 
   init_config = branch_config(config, "sft", **{"sft.steps": exp.init_steps})
@@ -126,23 +162,34 @@ def run_experiment(config, workdir: str) -> dict:
   rl.run_rl(rl_config, dirs["rl"])
   rl_flops = _last(_records(dirs["rl"]), "train/flops")
 
-  steps = sft_steps_for(rl_flops, init_records, num_params)
-  sft_config = branch_config(config, "sft", **{
-      "sft.init": dirs["init"], "sft.steps": steps,
-      "sft.eval_every": max(1, steps // max(exp.evals, 1)),
-      "sft.eval_episodes": config.eval.episodes})
-  logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
-                  steps, rl_flops, dirs["sft"])
-  sft_loop.run_sft(sft_config, dirs["sft"])
+  if "sft" in branches:
+    steps = sft_steps_for(rl_flops, init_records, num_params)
+    sft_config = branch_config(config, "sft", **{
+        "sft.init": dirs["init"], "sft.steps": steps,
+        "sft.eval_every": max(1, steps // max(exp.evals, 1)),
+        "sft.eval_episodes": config.eval.episodes})
+    logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
+                    steps, rl_flops, dirs["sft"])
+    sft_loop.run_sft(sft_config, dirs["sft"])
 
-  curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in ("rl", "sft")]
-  for branch in ("rl", "sft"):
+  for branch in branches:
+    if branch not in GRPO_BRANCHES:
+      continue
+    updates = grpo_updates_for(rl_flops, config, branch, dirs["init"],
+                               os.path.join(workdir, f"{branch}_probe"))
+    logging.warning("experiment: %s branch (%d updates, the RL branch's %.3g FLOPs) in %s",
+                    branch, updates, rl_flops, dirs[branch])
+    rl.run_rl(grpo_branch_config(config, branch, dirs["init"], updates,
+                                 max(1, updates // max(exp.evals, 1))), dirs[branch])
+
+  curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in branches]
+  for branch in branches:
     curves += [dict(point, branch=branch)
                for point in branch_curve(config, dirs[branch], init_flops)]
-  return _report(workdir, curves, init_eval)
+  return _report(workdir, curves, init_eval, branches)
 
 
-def _report(workdir: str, curves: list[dict], init_eval: dict) -> dict:
+def _report(workdir: str, curves: list[dict], init_eval: dict, branches) -> dict:
   path = os.path.join(workdir, "curves.jsonl")
   with open(path, "w") as f:
     for record in curves:
@@ -150,7 +197,7 @@ def _report(workdir: str, curves: list[dict], init_eval: dict) -> dict:
                           if k in ("branch", "flops", "step") or k.startswith("eval/")}) + "\n")
   figure = plots.plot(plots.read_records([path]), os.path.join(workdir, "generalization.png"))
   summary = {"init": init_eval, "figure": figure}
-  for branch in ("rl", "sft"):
+  for branch in branches:
     last = [r for r in curves if r["branch"] == branch][-1]
     summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}
   with open(os.path.join(workdir, "summary.json"), "w") as f:

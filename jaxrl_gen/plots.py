@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from scipy.signal import savgol_filter  # noqa: E402
 
 SMOOTH_ORDER = 3
-BRANCH_COLORS = {"sft": "tab:red", "rl": "tab:blue", "init": "tab:gray"}
+BRANCH_COLORS = {"sft": "tab:red", "rl": "tab:blue", "init": "tab:gray", "grpo": "tab:green",
+                 "grpo_judge": "tab:purple"}
 BRANCH_LINES = {"sft": "--"}  # dashed, so a branch drawn over another's scores stays visible
 # The metric a panel shows when none is named: the paper's for each kind of benchmark.
 METRIC_ORDER = ("success", "per_step_accuracy", "route_success", "recognition_accuracy")

@@ -39,7 +39,7 @@ def test_report_writes_curves_plot_and_summary(tmp_path):
               "eval/id/success_stderr": 0.03, "train/lr": 1e-5},
              {"branch": "sft", "flops": 2e12, "step": 40, "eval/id/success": 0.05,
               "eval/id/success_stderr": 0.01}]
-  summary = experiment._report(str(tmp_path), curves, init)
+  summary = experiment._report(str(tmp_path), curves, init, ("rl", "sft"))
   assert summary["rl"]["eval/id/success"] == 0.2 and summary["sft"]["flops"] == 2e12
   assert (tmp_path / "generalization.png").stat().st_size > 1000
   lines = [json.loads(line) for line in (tmp_path / "curves.jsonl").read_text().splitlines()]
@@ -88,3 +88,27 @@ def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(rep
   assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
   assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
   assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 4
+
+
+def test_grpo_branches_get_the_rl_branchs_flops(repo_root, tmp_path):
+  """With experiment.branches naming it, a GRPO branch (here the self-judged one; `grpo` is
+  the same path on the verifier reward)
+  run from the same warm-up for the updates the RL branch's FLOPs buy, measured on a probe."""
+  config = _tiny_experiment_config(repo_root, "id")
+  with config.unlocked():
+    config.experiment.branches = "rl,grpo_judge"
+    config.grpo.groups, config.grpo.group_size, config.grpo.judge_max_new_tokens = 2, 2, 4
+    config.eval.episodes = 2
+  summary = experiment.run_experiment(config, str(tmp_path))
+  curves = metrics.read_jsonl(tmp_path / "curves.jsonl")
+  assert {c["branch"] for c in curves} == {"rl", "grpo_judge"}
+  init_flops = curves[0]["flops"]
+  rl_flops = summary["rl"]["flops"] - init_flops
+  for branch in ("grpo_judge",):
+    probe = metrics.read_jsonl(tmp_path / f"{branch}_probe" / "metrics.jsonl")
+    per_update = probe[-1]["train/flops"]
+    records = metrics.read_jsonl(tmp_path / branch / "metrics.jsonl")
+    assert len([r for r in records if "ppo/policy_loss" in r]) == max(1, round(rl_flops / per_update))
+    assert abs(summary[branch]["flops"] - init_flops - rl_flops) <= per_update
+  judge = metrics.read_jsonl(tmp_path / "grpo_judge" / "metrics.jsonl")
+  assert all("grpo/judge_score" in r for r in judge if "ppo/policy_loss" in r)

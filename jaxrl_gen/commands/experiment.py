@@ -28,6 +28,9 @@ def main(config, workdir: str | None):
   try:
     for mode in ("sft", "rl"):
       config_lib.validate(experiment.branch_config(config, mode))
+    for branch in experiment.GRPO_BRANCHES:
+      if branch in config.experiment.branches.split(","):
+        config_lib.validate(experiment.grpo_branch_config(config, branch, "", 1, 0))
   except (config_lib.ConfigError, ValueError) as e:
     print(f"jaxrl-gen experiment: {e}", file=sys.stderr)
     sys.exit(2)

@@ -10,8 +10,8 @@ metric writer with the run's running totals, the checkpoints and the progress ba
 A workdir changes only after its checkpoint restored: `config.json` and `model_config.json` are
 written then (atomically), so a failed start leaves a run loadable as it was. Resuming with a
 config that differs from the saved one is refused, naming the changed keys, except for the
-keys a user changes on resume (`RESUMABLE`: more steps or updates, evaluation, logging and
-checkpoint cadence), or with `allow_changes`; every accepted change is appended to
+keys a user changes on resume (`RESUMABLE`: more steps or updates, evaluation settings,
+logging and checkpoint cadence), or with `allow_changes`; every accepted change is appended to
 `<workdir>/config_changes.jsonl` with the step it took effect at.
 """
 
@@ -31,9 +31,10 @@ from jaxrl_gen.train import restore
 
 CHANGES = "config_changes.jsonl"
 # Keys (or section prefixes) a resumed run may change without `allow_changes`.
+# Evaluation settings never change what trains; the experiment's settings are its phases'.
 RESUMABLE = ("sft.steps", "ppo.num_updates", "sft.eval_every", "sft.eval_batches",
-             "sft.eval_episodes", "ppo.eval_every", "log.", "checkpoint.every",
-             "checkpoint.keep", "checkpoint.async_save", "experiment.evals")
+             "sft.eval_episodes", "ppo.eval_every", "eval.", "log.", "checkpoint.every",
+             "checkpoint.keep", "checkpoint.async_save", "experiment.")
 
 
 class RunError(ValueError):
