@@ -3,7 +3,8 @@
     --config=configs/gp.py:ARG      ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
       mode:    play (default; the interactive demo) | sft (supervised fine-tuning on expert data)
-               | rl (PPO with verifier feedback)
+               | rl (PPO with verifier feedback) | grpo (the GRPO family: `config.grpo`,
+               `jaxrl_gen.config_lib.grpo_config`; docs/grpo.md)
                | eval (as play: the sections `jaxrl-gen eval` reads; eval accepts a config
                of any mode)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)
@@ -58,7 +59,8 @@ defaults:
     env.reward_mode       'paper': one reward per attempt from the paper's table (+5, -1, -2,
                           -3, -1.5), first failing check decides, exact arithmetic |
                           'legacy': the reference code's additive table (incl. +1 "partial"
-                          and the float-rounding 0), Python float arithmetic. Both never run
+                          and the float-rounding 0), Python float arithmetic, and GP-VL card
+                          items read with their inner spaces removed ('1 0' is 10). Both never run
                           the answer: `jaxrl_gen/envs/general_points/verifier.py` has details.
     env.language_only     True for GP-L; False for GP-VL (adds the image and the card
                           recognition check).

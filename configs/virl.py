@@ -3,6 +3,7 @@
     --config=configs/virl.py:ARG    ARG = comma list of: variant, mode, model preset
       variant: l (default) | vl
       mode:    play (default) | sft (supervised fine-tuning on expert routes) | rl (PPO)
+               | grpo (the GRPO family, `config.grpo`; docs/grpo.md)
                | eval (as play: the sections `jaxrl-gen eval` reads; eval accepts a config
                of any mode)
       preset:  tiny (default) | small | llama-3.2-1b | ... (see jaxrl_gen.config_lib.PRESETS)

@@ -92,8 +92,8 @@ def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(rep
 
 def test_grpo_branches_get_the_rl_branchs_flops(repo_root, tmp_path):
   """With experiment.branches naming it, a GRPO branch (here the self-judged one; `grpo` is
-  the same path on the verifier reward)
-  run from the same warm-up for the updates the RL branch's FLOPs buy, measured on a probe."""
+  the same path on the verifier reward) runs from the same warm-up for the updates the RL
+  branch's FLOPs buy, measured on a one-update probe."""
   config = _tiny_experiment_config(repo_root, "id")
   with config.unlocked():
     config.experiment.branches = "rl,grpo_judge"
@@ -108,7 +108,8 @@ def test_grpo_branches_get_the_rl_branchs_flops(repo_root, tmp_path):
     probe = metrics.read_jsonl(tmp_path / f"{branch}_probe" / "metrics.jsonl")
     per_update = probe[-1]["train/flops"]
     records = metrics.read_jsonl(tmp_path / branch / "metrics.jsonl")
-    assert len([r for r in records if "ppo/policy_loss" in r]) == max(1, round(rl_flops / per_update))
+    updates = len([r for r in records if "ppo/policy_loss" in r])
+    assert updates == max(1, round(rl_flops / per_update))
     assert abs(summary[branch]["flops"] - init_flops - rl_flops) <= per_update
   judge = metrics.read_jsonl(tmp_path / "grpo_judge" / "metrics.jsonl")
   assert all("grpo/judge_score" in r for r in judge if "ppo/policy_loss" in r)

@@ -2,7 +2,6 @@
 learn a checkable one-turn task, a killed GRPO run resumes exactly, the self-judged branch
 runs without reading the verifier's reward, and configs that would leak it are refused."""
 
-import json
 
 import jax
 import numpy as np
@@ -14,7 +13,7 @@ from jaxrl_gen import config_lib, parallel
 from jaxrl_gen import policy as policy_lib
 from jaxrl_gen import sampling
 from jaxrl_gen.models import mllama, presets
-from jaxrl_gen.train import advantages, checkpoint as checkpoint_lib, learner, rl, rollout
+from jaxrl_gen.train import advantages, learner, rl, rollout
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps
 
@@ -55,38 +54,11 @@ def test_grpo_learns_to_say_an_even_token(repo_root):
   assert rates[0] < 0.75 and np.mean(rates[-2:]) > rates[0] + 0.2, rates
 
 
-class _Killed(Exception):
-  pass
-
-
-def _records(path):
-  with open(path / "metrics.jsonl") as f:
-    return [json.loads(line) for line in f]
-
-
 def test_killed_grpo_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
-  config = tiny_rl.grpo_config(repo_root)
-  rl.run_rl(config, str(tmp_path / "whole"))
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_then_die(self, step, *args, **kwargs):
-    started = save(self, step, *args, **kwargs)
-    if step == 1:
-      self.wait()
-      raise _Killed
-    return started
-
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_then_die)
-  with pytest.raises(_Killed):
-    rl.run_rl(config, str(tmp_path / "killed"))
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save)
-  rl.run_rl(config, str(tmp_path / "killed"))
-  whole, resumed = _records(tmp_path / "whole"), _records(tmp_path / "killed")
+  whole, resumed = tiny_rl.whole_and_resumed(rl.run_rl, tiny_rl.grpo_config(repo_root), tmp_path,
+                                             monkeypatch)
   assert [r["step"] for r in resumed] == [1, 2]
-  for a, b in zip(whole, resumed):
-    for key in a:
-      if not key.startswith("time/"):
-        assert a[key] == b[key], (a["step"], key)
+  tiny_rl.assert_same_records(whole, resumed)
   assert whole[0]["rollout/generations"] == 8  # 2 groups x 4 single-attempt episodes
   assert "ppo/kl" in whole[0] and "ppo/value_loss" not in whole[0]
 
@@ -107,7 +79,7 @@ def test_self_judged_grpo_trains_without_the_verifier_reward(repo_root, tmp_path
 
   monkeypatch.setattr(rl.Trainer, "episode_rewards", spy)
   rl.run_rl(config, str(tmp_path))
-  records = _records(tmp_path)
+  records = tiny_rl.records(tmp_path)
   assert calls == [8, 8]
   for r in records:
     assert 0.0 <= r["grpo/judge_score"] <= 1.0 and 0.0 <= r["grpo/reward"] <= 1.0

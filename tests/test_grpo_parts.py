@@ -183,8 +183,8 @@ def test_gp_answer_key_reads_the_claimed_value_safely(text, want):
 
 
 def test_virl_answer_key_is_the_action():
-  assert rewards.answer_key("virl", '{"current observation": "x", "action": "turn_direction( north)"}'
-                            ) == "turn_direction( north)"
+  answer = '{"current observation": "x", "action": "turn_direction( north)"}'
+  assert rewards.answer_key("virl", answer) == "turn_direction( north)"
   assert rewards.answer_key("virl", "garbage") is None
 
 

@@ -16,7 +16,6 @@ from jaxrl_gen import policy as policy_lib
 from jaxrl_gen import sampling
 from jaxrl_gen.envs import batch as envs_batch
 from jaxrl_gen.models import mllama, presets
-from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import learner, ppo, rl, rollout
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps
@@ -122,39 +121,11 @@ def nnx_model(graphdef, state):
   return nnx.merge(graphdef, state.params, state.frozen, state.rest).model
 
 
-class _Killed(Exception):
-  pass
-
-
 def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
-  config = tiny_rl.config(repo_root)
-  rl.run_rl(config, str(tmp_path / "whole"))
-
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_then_die(self, step, *args, **kwargs):
-    started = save(self, step, *args, **kwargs)
-    if step == 1:
-      self.wait()
-      raise _Killed
-    return started
-
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_then_die)
-  with pytest.raises(_Killed):
-    rl.run_rl(config, str(tmp_path / "killed"))
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save)
-  rl.run_rl(config, str(tmp_path / "killed"))
-
-  def records(name):
-    with open(tmp_path / name / "metrics.jsonl") as f:
-      return [json.loads(line) for line in f]
-
-  whole, resumed = records("whole"), records("killed")
+  whole, resumed = tiny_rl.whole_and_resumed(rl.run_rl, tiny_rl.config(repo_root), tmp_path,
+                                             monkeypatch)
   assert [r["step"] for r in resumed] == [1, 2]
-  for a, b in zip(whole, resumed):
-    for key in a:
-      if not key.startswith("time/"):
-        assert a[key] == b[key], (a["step"], key)
+  tiny_rl.assert_same_records(whole, resumed)
   assert os.path.isdir(tmp_path / "killed" / "checkpoints" / "2")
 
 

@@ -3,13 +3,13 @@ each field with its logical axes beside it.
 
     batch = RolloutBatch(input_ids=..., attention_mask=..., output_ids=..., ...)   # host arrays
     batch = batch.replace(old_logp=..., advantages=...)        # filled in by the scoring passes
-    device = batch.to_global(mesh, rules)                      # every process's rows, sharded
+    device = batch.to_global(mesh, rules)    # every process's rows, sharded over the data
 
 Rows are [prompt left-padded to P; output right-padded to L] (`rollout.sequences`); output token
-j sits at position P + j. Fields are None until set, and stay None when a run has no use for them (images on a
-text task, the reference log-probs without a KL term, values without a critic); a field that is
-None is absent from the pytree, so jitted steps are built for the fields a run fills
-(`RolloutBatch.abstract`).
+j sits at position P + j. Fields are None until set, and stay None when a run has no use for
+them (images on a text task, the reference log-probs without a KL term, values without a
+critic); a field that is None is absent from the pytree, so jitted steps are built for the
+fields a run fills (`RolloutBatch.abstract`).
 """
 
 from __future__ import annotations

@@ -11,15 +11,25 @@
   an orbax directory   `jaxrl-gen convert` output (`model_config.json` and `params/`);
   a HF directory       `config.json` and safetensors (`models.hf.load_pretrained`).
 Saved models keep their own shapes and take `config.model`'s dtypes, remat and scanning and
-`config.mesh`'s rules; parameters are restored straight into arrays sharded over `mesh`.
+`config.mesh`'s rules; parameters are restored straight into arrays sharded over `mesh`. A
+saved model of other shapes than `config.model.preset`'s says so in one warning line.
+
+A run directory's checkpoint that does not restore (truncated, corrupt) is skipped for the
+newest older one that does, with a one-line warning naming the step and why
+(`newest_restorable`, which the trainer's resume shares); when none restores, or the source
+is missing or holds no model, `load_model` raises a one-line `CheckpointError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging as py_logging
 import os
+from typing import Callable, Hashable, Sequence, TypeVar
 
 import jax
+from absl import logging
 from etils import epath
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -35,30 +45,103 @@ CHECKPOINTS = "checkpoints"
 STATE_ITEM = "state"  # the train state's item in a run checkpoint (`train.checkpoint`)
 PARAM_GROUPS = ("params", "frozen")  # the train state's parameter groups (`train.state`)
 ACTOR = "model"  # the policy's subtree in an RL run's state (`train.learner.ActorCritic`)
+REASON_CHARS = 200  # of a restore error quoted in a one-line message
+
+K, T = TypeVar("K", bound=Hashable), TypeVar("T")
+# Step directories of run directories found not to restore in this process: later lookups
+# (`run_checkpoint`, `describe`) name the checkpoint that was really loaded.
+_UNUSABLE: set[str] = set()
 
 
-def run_checkpoint(path: str) -> tuple[str, str] | None:
-  """(run directory, step directory) when `path` is a run directory (its latest complete
-  checkpoint) or one of its step directories; None otherwise."""
+class _OrbaxErrors(py_logging.Filter):
+  """Drops orbax's own error records (tracebacks, some logged from its threads): each failure
+  they describe reaches the caller as an exception, which reports it in one line."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno < py_logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+@contextlib.contextmanager
+def quiet_orbax():
+  """Within the block, orbax logs no errors of its own (see `_OrbaxErrors`)."""
+  logger, errors = logging.get_absl_logger(), _OrbaxErrors()
+  logger.addFilter(errors)
+  try:
+    yield
+  finally:
+    logger.removeFilter(errors)
+
+
+def reason(error: BaseException) -> str:
+  """An exception in one short line: its root cause's first line, cut to `REASON_CHARS`."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+
+
+def newest_restorable(steps: Sequence[K], restore_step: Callable[[K], T], where: str
+                      ) -> tuple[T, K, list[tuple[K, str]]] | None:
+  """(restore_step(step), step, skipped) for the first of `steps` (newest first) that
+  restores, `skipped` the (step, reason) of each one before it that did not; None without
+  steps. Orbax logs no errors meanwhile. Errors raised by jaxrl_gen code (a saved state this
+  version refuses) are verdicts on every step alike and pass through. Raises
+  `CheckpointError` naming `where` when no step restores."""
+  skipped = []
+  for step in steps:
+    try:
+      with quiet_orbax():
+        return restore_step(step), step, skipped
+    except Exception as e:  # noqa: BLE001  (orbax, tensorstore and grain raise many types)
+      if type(e).__module__.split(".")[0] == "jaxrl_gen":
+        raise
+      skipped.append((step, reason(e)))
+  if skipped:
+    failures = "; ".join(f"checkpoint {step}: {why}" for step, why in skipped)
+    raise CheckpointError(f"no checkpoint in {where} restores ({failures})")
+  return None
+
+
+def warn_skipped(where: str, skipped: list[tuple[Hashable, str]], used: Hashable,
+                 then: str = ""):
+  """One warning line per checkpoint `newest_restorable` skipped, naming the one used."""
+  for step, why in skipped:
+    logging.warning("checkpoint %s in %s is incomplete or corrupt (%s); using checkpoint %s%s",
+                    step, where, why, used, then)
+
+
+def _run_steps(path: str) -> tuple[str, list[str]] | None:
+  """(run directory, step directories to try, newest first) when `path` is a run directory
+  (its complete checkpoints not known to be unusable) or one of its step directories (that
+  one alone); None otherwise."""
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, CHECKPOINTS)):
     workdir = path
-    step = ocp.utils.checkpoint_steps(os.path.join(path, CHECKPOINTS))
-    if not step:
+    steps = ocp.utils.checkpoint_steps(os.path.join(path, CHECKPOINTS))
+    step_dirs = [d for d in (os.path.join(path, CHECKPOINTS, str(s))
+                             for s in sorted(steps, reverse=True)) if d not in _UNUSABLE]
+    if not step_dirs:
       raise CheckpointError(f"run directory {path} has no complete checkpoint yet")
-    step_dir = os.path.join(path, CHECKPOINTS, str(max(step)))
   elif os.path.isdir(os.path.join(path, STATE_ITEM)):
-    workdir, step_dir = os.path.dirname(os.path.dirname(path)), path
+    workdir, step_dirs = os.path.dirname(os.path.dirname(path)), [path]
   else:
     return None
   if not os.path.isfile(os.path.join(workdir, MODEL_CONFIG)):
     raise CheckpointError(f"run directory {workdir} has no {MODEL_CONFIG} (written by the "
                           "trainer since it records the model's shapes)")
-  return workdir, step_dir
+  return workdir, step_dirs
+
+
+def run_checkpoint(path: str) -> tuple[str, str] | None:
+  """(run directory, step directory) when `path` is a run directory (its latest complete
+  checkpoint, skipping those found unusable) or one of its step directories; None
+  otherwise."""
+  run = _run_steps(path)
+  return None if run is None else (run[0], run[1][0])
 
 
 def describe(source: str) -> str:
-  """What `load_model` will read from `source`, in words (for logs)."""
+  """What `load_model` will read (or, once it has, read) from `source`, in words."""
   if not source:
     return "random init"
   run = run_checkpoint(source)
@@ -106,26 +189,52 @@ def load_model(config, source: str, mesh: jax.sharding.Mesh) -> mllama.Model:
   model_config = presets.from_config(config.model, config.mesh, parallel.platform(mesh))
   if not source:
     return mllama.create(model_config, mesh=mesh, seed=config.seed)
-  if not os.path.isdir(source):
+  if not os.path.exists(source):
     raise CheckpointError(f"checkpoint {source}: no such directory")
+  if not os.path.isdir(source):
+    raise CheckpointError(f"checkpoint {source} is a file; a model is a directory")
   overrides = dict(dtype=model_config.dtype, param_dtype=model_config.param_dtype,
                    remat=model_config.remat, scan_layers=model_config.scan_layers,
                    rules=model_config.rules)
-  run = run_checkpoint(source)
+  run = _run_steps(source)
   if run is not None:
-    return _load_run(*run, mesh=mesh, overrides=overrides)
-  if params_io.is_params_dir(source):
-    return params_io.load_params(source, mesh=mesh, **overrides)
-  if os.path.isfile(os.path.join(source, "config.json")):
+    model = _load_run(*run, mesh=mesh, overrides=overrides)
+  elif params_io.is_params_dir(source):
+    model = params_io.load_params(source, mesh=mesh, **overrides)
+  elif os.path.isfile(os.path.join(source, "config.json")):
     compute = overrides.pop("dtype")
-    return hf.load_pretrained(source, mesh=mesh, dtype=overrides.pop("param_dtype"),
-                              compute_dtype=compute, **overrides)
-  raise CheckpointError(f"{source} is none of: a run directory ({CHECKPOINTS}/), an orbax "
-                        f"model ({MODEL_CONFIG}), a Hugging Face model (config.json)")
+    model = hf.load_pretrained(source, mesh=mesh, dtype=overrides.pop("param_dtype"),
+                               compute_dtype=compute, **overrides)
+  else:
+    raise CheckpointError(f"{source} is none of: a run directory ({CHECKPOINTS}/), an orbax "
+                          f"model ({MODEL_CONFIG}), a Hugging Face model (config.json)")
+  if _shapes(model.config) != _shapes(model_config):
+    logging.warning("%s holds a %s, not config.model.preset=%r: using the saved model", source,
+                    model_name(model.config), config.model.preset)
+  return model
 
 
-def _load_run(workdir: str, step_dir: str, *, mesh, overrides: dict) -> mllama.Model:
-  """The parameters of a train-state checkpoint, restored into the run's model shapes."""
+def model_name(model_config: ModelConfig) -> str:
+  """A model's preset name and size in words, e.g. "tiny-text model (4 layers, hidden 128,
+  2.1M parameters)"; a shape no preset has is "model (...)"."""
+  same = [name for name in presets.NAMES if _shapes(presets.get(name)) == _shapes(model_config)]
+  text = model_config.text
+  size = (f"{text.num_layers} layers, hidden {text.hidden_size}, "
+          f"{mllama.param_count(model_config) / 1e6:.1f}M parameters")
+  return f"{same[0]} model ({size})" if same else f"model ({size})"
+
+
+def _shapes(model_config: ModelConfig) -> tuple:
+  """What makes two models the same network (not token ids, RoPE or numerics)."""
+  t, v = model_config.text, model_config.vision
+  return ((t.vocab_size, t.hidden_size, t.num_layers, t.num_heads, t.num_kv_heads, t.head_dim,
+           t.intermediate_size, tuple(t.cross_attention_layers)),
+          v and (v.hidden_size, v.num_layers, v.num_global_layers, v.num_heads,
+                 v.intermediate_size, v.image_size, v.patch_size))
+
+
+def _load_run(workdir: str, step_dirs: list[str], *, mesh, overrides: dict) -> mllama.Model:
+  """The parameters of the newest of `step_dirs` that restores, in the run's model shapes."""
   with open(os.path.join(workdir, MODEL_CONFIG)) as f:
     model_config = ModelConfig.from_json(f.read()).replace(**overrides)
   graphdef, abstract = mllama.abstract(model_config)
@@ -134,6 +243,23 @@ def _load_run(workdir: str, step_dir: str, *, mesh, overrides: dict) -> mllama.M
   wanted = {_name(path): jax.ShapeDtypeStruct(v.shape, v.dtype,
                                               sharding=shardings[path].get_value())
             for path, v in nnx.to_flat_state(abstract)}
+  where = os.path.dirname(step_dirs[0])
+  steps = {os.path.basename(d): d for d in step_dirs}
+  arrays, used, skipped = newest_restorable(
+      list(steps), lambda step: _restore_params(steps[step], wanted), where)
+  _UNUSABLE.update(steps[step] for step, _ in skipped)
+  warn_skipped(where, skipped, used)
+  missing = sorted(set(wanted) - set(arrays))
+  if missing:
+    raise CheckpointError(f"{steps[used]} lacks parameters of the model in {MODEL_CONFIG}, "
+                          f"e.g. {missing[0]}")
+  state = nnx.from_flat_state([(path, v.replace(arrays[_name(path)]))
+                               for path, v in nnx.to_flat_state(abstract)])
+  return nnx.merge(graphdef, state)
+
+
+def _restore_params(step_dir: str, wanted: dict) -> dict:
+  """{parameter name: array} of the parameters in `wanted` a train-state checkpoint holds."""
   item = epath.Path(step_dir) / STATE_ITEM
   handler = ocp.PyTreeCheckpointHandler()  # the item alone: a Checkpointer wants step metadata
   try:
@@ -150,13 +276,7 @@ def _load_run(workdir: str, step_dir: str, *, mesh, overrides: dict) -> mllama.M
   arrays = {}
   for group in PARAM_GROUPS:
     _flatten(_descend(restored[group], prefix), (), arrays)
-  missing = sorted(set(wanted) - set(arrays))
-  if missing:
-    raise CheckpointError(f"{step_dir} lacks parameters of the model in {MODEL_CONFIG}, e.g. "
-                          f"{missing[0]}")
-  state = nnx.from_flat_state([(path, v.replace(arrays[_name(path)]))
-                               for path, v in nnx.to_flat_state(abstract)])
-  return nnx.merge(graphdef, state)
+  return arrays
 
 
 def _descend(tree: dict, prefix: tuple) -> dict:

@@ -9,8 +9,6 @@ one of the whole batch in a single pass.
 
 from __future__ import annotations
 
-import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
