@@ -33,12 +33,21 @@ info}, one summary per episode {sample_id, output, reward (the episode's total),
 success, info}, and last the reference's {"Step Number", "Trajectory Number", "Rates"} (plus
 "Counts"): per reward name count/steps, CORRECT_SOLUTION = successes/episodes, rewards not
 in the task's table counted as AGGREGATED_ERROR.
+
+While a benchmark runs, each episode's lines are appended (and flushed) as it ends, so the
+log holds every finished episode. Given `resume` (the policy's identity, e.g. the checkpoint
+and config it was built from), `evaluate` also keeps `<benchmark>.resume.json`, the lock-step
+state after each turn; a later call with the same identity and settings (one process) picks
+up from there: the logged episodes are not run again, the ones in flight are replayed from
+their answers, and the results equal those of a run never interrupted. The finished log is
+rewritten in episode order with the final record.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -47,7 +56,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jaxrl_gen import envs
+from jaxrl_gen import envs, metrics
 from jaxrl_gen.envs import batch, core
 from jaxrl_gen.envs import general_points as gp
 from jaxrl_gen.envs import virl
@@ -141,18 +150,19 @@ def benchmarks(config) -> list[Benchmark]:
 
 
 def run(policy: Policy | ScriptedPolicy, bench: Benchmark, *, batch_size: int,
-        key=None, progress: bool = False) -> list[batch.Transition]:
+        key=None, progress: bool = False, log: EpisodeLog | None = None
+        ) -> list[batch.Transition]:
   """All episodes of a benchmark, `batch_size` at a time; transitions by (episode, attempt).
-  `progress`: a progress bar of finished episodes (on stderr)."""
-  from tqdm import tqdm  # noqa: PLC0415
-
+  `progress`: a progress bar of finished episodes (on stderr). `log`: where each finished
+  episode is written as it ends, and the run resumed from (`EpisodeLog`)."""
   runner = batch.LockstepEpisodes(envs.get(bench.task), bench.params, batch_size,
                                   batch.EpisodeStream(bench.seed, ordered=bench.ordered),
                                   num_episodes=bench.episodes)
   key = jax.random.key(bench.seed) if key is None else key
-  transitions, turn = [], 0
-  with tqdm(total=bench.episodes, desc=bench.name, unit="episode", disable=not progress,
-            dynamic_ncols=True) as bar:
+  transitions, turn = log.resume(runner) if log is not None else ([], 0)
+  finished = sum(t.done for t in transitions)
+  with metrics.progress(bench.episodes, finished, progress, desc=bench.name,
+                        unit="episode") as bar:
     while not runner.done:
       conversations = runner.conversations()
       if isinstance(policy, ScriptedPolicy):
@@ -163,9 +173,130 @@ def run(policy: Policy | ScriptedPolicy, bench: Benchmark, *, batch_size: int,
       step = runner.step(answers)
       transitions += step
       turn += 1
+      if log is not None:
+        log.record(turn, runner, transitions, step)
       bar.update(sum(t.done for t in step))
       bar.set_postfix(turn=turn, answers=len(transitions))
   return sorted(transitions, key=lambda t: (t.episode, t.attempt))
+
+
+class EpisodeLog:
+  """A benchmark's JSONL log (`write_log`'s format) written while it runs, and, with
+  `settings` (anything JSON, the identity of the run), `<path minus .jsonl>.resume.json`:
+  {settings, turn, episodes (logged so far), runner (`LockstepEpisodes.get_state`),
+  in_flight (the step lines of unfinished episodes), done}. Process 0 writes; see the module
+  docstring."""
+
+  def __init__(self, path: str, task: str, settings: Any = None):
+    self.path, self.task = path, task
+    self.state_path = path.removesuffix(".jsonl") + ".resume.json"
+    self.settings = None if settings is None else _digest(settings)
+    self.writes = jax.process_index() == 0
+    self.logged = 0  # episodes in the log
+
+  def resume(self, runner: batch.LockstepEpisodes) -> tuple[list[batch.Transition], int]:
+    """(transitions so far, turns taken) of the run this log left, with `runner` moved to
+    its state; ([], 0) and an emptied log when there is none to resume."""
+    saved = self._saved()
+    lines = []
+    if saved is not None:
+      lines, episodes = _logged_episodes(self.path, saved["episodes"])
+      if episodes is None:
+        saved, lines = None, []  # the log lost episodes the state counts: start again
+    if self.writes:
+      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+      with open(self.path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    if saved is None:
+      return [], 0
+    self.logged = saved["episodes"]
+    transitions = [t for episode in episodes for t in episode]
+    if saved["done"]:
+      runner.set_state({"next_episode": runner.num_episodes,
+                        "slots": [None] * len(runner.slots)})
+    else:
+      runner.set_state(saved["runner"])
+      transitions += [_transition(r, done=False) for r in saved["in_flight"]]
+    return transitions, saved["turn"]
+
+  def _saved(self) -> dict | None:
+    """The resume state left by a run with these settings, if any."""
+    if self.settings is None or jax.process_count() > 1 or not os.path.exists(self.state_path):
+      return None  # several processes would each need to see the same files
+    try:
+      with open(self.state_path, encoding="utf-8") as f:
+        saved = json.load(f)
+    except (OSError, ValueError):
+      return None
+    return saved if saved.get("settings") == self.settings else None
+
+  def record(self, turn: int, runner: batch.LockstepEpisodes,
+             transitions: Sequence[batch.Transition], step: Sequence[batch.Transition]):
+    """After a turn: appends the episodes `step` finished and saves the resume state."""
+    if not self.writes:
+      return
+    ended = {t.episode for t in step if t.done}
+    if ended:
+      with open(self.path, "a", encoding="utf-8") as f:
+        f.writelines(_episode_lines(self.task, e) for e in _episodes(transitions)
+                     if e[0].episode in ended)
+        f.flush()
+      self.logged += len(ended)
+    if self.settings is not None:
+      in_flight = {slot.episode for slot in runner.slots if slot is not None}
+      self._write_state(turn=turn, runner=runner.get_state(), done=runner.done,
+                        in_flight=[_step_record(t) for t in transitions
+                                   if t.episode in in_flight])
+
+  def _write_state(self, **state):
+    tmp = f"{self.state_path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(json_safe({"settings": self.settings, "episodes": self.logged, **state}), f)
+    os.replace(tmp, self.state_path)  # a reader sees the old state or the new one
+
+  def finish(self, transitions: Sequence[batch.Transition]):
+    """The finished log: every episode in order and the final record."""
+    if self.writes:
+      tmp = f"{self.path}.tmp.{os.getpid()}"
+      write_log(tmp, self.task, transitions)
+      os.replace(tmp, self.path)
+
+
+def _digest(settings: Any) -> str:
+  return hashlib.sha256(json.dumps(json_safe(settings), sort_keys=True).encode()).hexdigest()
+
+
+def _logged_episodes(path: str, count: int
+                     ) -> tuple[list[str], list[list[batch.Transition]] | None]:
+  """(lines, episodes) of the first `count` episodes in a log; episodes None when it has
+  fewer. Lines after them (written after the resume state, or cut short) are left out."""
+  lines, episodes, steps = [], [], []
+  if count and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        if len(episodes) == count:
+          break
+        record = json.loads(line)
+        lines.append(line)
+        if "veri_step" in record:
+          steps.append(record)
+        else:  # the episode's summary closes it
+          episodes.append([_transition(r, done=i == len(steps) - 1)
+                           for i, r in enumerate(steps)])
+          steps = []
+  return lines, episodes if len(episodes) == count else None
+
+
+def _step_record(t: batch.Transition) -> dict:
+  return {"sample_id": t.episode, "veri_step": t.attempt, "output": t.answer,
+          "reward": t.reward, "info": t.info}
+
+
+def _transition(record: dict, *, done: bool) -> batch.Transition:
+  """A logged step as a transition (what scoring and logging read; no prompt or slot)."""
+  return batch.Transition(int(record["sample_id"]), int(record["veri_step"]), -1, [],
+                          record["output"], float(record["reward"]), done, False,
+                          record["info"].get("Verify Info"), record["info"])
 
 
 def _episodes(transitions: Sequence[batch.Transition]) -> list[list[batch.Transition]]:
@@ -248,36 +379,46 @@ def json_safe(value: Any) -> Any:
   return str(value)
 
 
+def _episode_lines(task: str, episode: Sequence[batch.Transition]) -> str:
+  """An episode's step lines and summary line in the JSONL log."""
+  records = [_step_record(t) for t in episode]
+  records.append({"sample_id": episode[0].episode, "output": episode[-1].answer,
+                  "reward": sum(t.reward for t in episode), "steps": len(episode),
+                  "success": episode_success(task, episode), "info": episode[-1].info})
+  return "".join(json.dumps(json_safe(r)) + "\n" for r in records)
+
+
 def write_log(path: str, task: str, transitions: Sequence[batch.Transition]):
   """The JSONL step log, episode summaries and the final StatLogger record."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
-    def line(record):
-      f.write(json.dumps(json_safe(record)) + "\n")
-
-    for episode in _episodes(transitions):
-      for t in episode:
-        line({"sample_id": t.episode, "veri_step": t.attempt, "output": t.answer,
-              "reward": t.reward, "info": t.info})
-      line({"sample_id": episode[0].episode, "output": episode[-1].answer,
-            "reward": sum(t.reward for t in episode), "steps": len(episode),
-            "success": episode_success(task, episode), "info": episode[-1].info})
-    line(stat_log(task, transitions))
+    f.writelines(_episode_lines(task, episode) for episode in _episodes(transitions))
+    f.write(json.dumps(json_safe(stat_log(task, transitions))) + "\n")
 
 
 def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = None,
              key=None, batch_size: int | None = None, benches: Sequence[Benchmark] | None = None,
-             progress: bool = False) -> dict[str, dict]:
+             progress: bool = False, resume: Any = None) -> dict[str, dict]:
   """Runs the benchmarks `config.eval` selects (or `benches`); {benchmark: metrics}. Writes
-  the JSONL logs under `log_dir` when given. `batch_size` defaults to
-  `config.eval.batch_size`; `progress` shows a bar per benchmark."""
+  the JSONL logs under `log_dir` when given, and with `resume` (the policy's identity,
+  anything JSON) continues a run of the same identity and settings that log_dir holds (the
+  module docstring). `batch_size` defaults to `config.eval.batch_size`; `progress` shows a
+  bar per benchmark."""
   results = {}
+  batch_size = batch_size or config.eval.batch_size
   for i, bench in enumerate(benchmarks(config) if benches is None else benches):
     bench_key = None if key is None else jax.random.fold_in(key, i)
-    transitions = run(policy, bench, batch_size=batch_size or config.eval.batch_size,
-                      key=bench_key, progress=progress)
-    if log_dir is not None and jax.process_index() == 0:  # every process ran all episodes
-      write_log(os.path.join(log_dir, f"{bench.name}.jsonl"), bench.task, transitions)
+    log = None
+    if log_dir is not None:  # every process runs all episodes; process 0 writes
+      settings = None if resume is None else {
+          "policy": resume, "benchmark": repr(bench), "batch_size": batch_size,
+          "key": None if bench_key is None else np.asarray(jax.random.key_data(bench_key)),
+          "sampling": getattr(policy, "sampling_kwargs", None)}
+      log = EpisodeLog(os.path.join(log_dir, f"{bench.name}.jsonl"), bench.task, settings)
+    transitions = run(policy, bench, batch_size=batch_size, key=bench_key, progress=progress,
+                      log=log)
+    if log is not None:
+      log.finish(transitions)
     results[bench.name] = dict(score(bench, transitions), task=bench.task,
                                metric=headline(bench.name, bench.task))
   return results

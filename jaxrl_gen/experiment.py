@@ -64,8 +64,10 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
   model, processor = restore.load_with_processor(config, source, mesh)
   policy = ModelPolicy(model, processor, mesh=mesh,
                        sampling_kwargs=sampling.kwargs_from_config(config.sampling))
-  results = eval_lib.flat_metrics(eval_lib.evaluate(policy, config, log_dir=log_dir,
-                                                    key=jax.random.key(config.eval.seed)))
+  results = eval_lib.flat_metrics(eval_lib.evaluate(
+      policy, config, log_dir=log_dir, key=jax.random.key(config.eval.seed),
+      resume={"checkpoint": restore.describe(source),
+              "config": json.loads(config.to_json_best_effort())}))
   if jax.process_index() == 0:
     os.makedirs(log_dir, exist_ok=True)
     with open(cache, "w") as f:
@@ -130,9 +132,10 @@ def grpo_branch_config(config, branch: str, init_dir: str, updates: int, every: 
       "grpo.reward": reward, **extra})
 
 
-def grpo_updates_for(flops: float, config, branch: str, init_dir: str, probe_dir: str) -> int:
+def grpo_updates_for(flops: float, config, branch: str, init_dir: str, probe_dir: str,
+                     desc: str | None = None) -> int:
   """GRPO updates whose training FLOPs equal `flops`, at the rate of a one-update probe run."""
-  rl.run_rl(grpo_branch_config(config, branch, init_dir, 1, 0), probe_dir)
+  rl.run_rl(grpo_branch_config(config, branch, init_dir, 1, 0), probe_dir, desc=desc)
   per_update = _last(_records(probe_dir), "train/flops")
   return max(1, round(flops / per_update))
 
@@ -148,9 +151,16 @@ def run_experiment(config, workdir: str) -> dict:
   dirs = {name: os.path.join(workdir, name) for name in ("init",) + branches}
   num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
 
+  # Training phases: the warm-up, each branch, and a probe before each GRPO branch.
+  phases = 1 + len(branches) + sum(b in GRPO_BRANCHES for b in branches)
+  phase = iter(range(1, phases + 1))
+
+  def desc(name: str) -> str:
+    return f"phase {next(phase)}/{phases} {name}"
+
   init_config = branch_config(config, "sft", **{"sft.steps": exp.init_steps})
   logging.warning("experiment: SFT warm-up (%d steps) in %s", exp.init_steps, dirs["init"])
-  sft_loop.run_sft(init_config, dirs["init"])
+  sft_loop.run_sft(init_config, dirs["init"], desc=desc("warm-up"))
   init_records = _records(dirs["init"])
   init_flops = _last(init_records, "train/flops")
   init_eval = evaluate_checkpoint(config, dirs["init"], os.path.join(dirs["init"], "eval"))
@@ -159,7 +169,7 @@ def run_experiment(config, workdir: str) -> dict:
   rl_config = branch_config(config, "rl", **{
       "ppo.init": dirs["init"], "ppo.num_updates": exp.rl_updates, "ppo.eval_every": every})
   logging.warning("experiment: RL branch (%d updates) in %s", exp.rl_updates, dirs["rl"])
-  rl.run_rl(rl_config, dirs["rl"])
+  rl.run_rl(rl_config, dirs["rl"], desc=desc("rl"))
   rl_flops = _last(_records(dirs["rl"]), "train/flops")
 
   if "sft" in branches:
@@ -170,17 +180,18 @@ def run_experiment(config, workdir: str) -> dict:
         "sft.eval_episodes": config.eval.episodes})
     logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
                     steps, rl_flops, dirs["sft"])
-    sft_loop.run_sft(sft_config, dirs["sft"])
+    sft_loop.run_sft(sft_config, dirs["sft"], desc=desc("sft"))
 
   for branch in branches:
     if branch not in GRPO_BRANCHES:
       continue
     updates = grpo_updates_for(rl_flops, config, branch, dirs["init"],
-                               os.path.join(workdir, f"{branch}_probe"))
+                               os.path.join(workdir, f"{branch}_probe"), desc(f"{branch} probe"))
     logging.warning("experiment: %s branch (%d updates, the RL branch's %.3g FLOPs) in %s",
                     branch, updates, rl_flops, dirs[branch])
     rl.run_rl(grpo_branch_config(config, branch, dirs["init"], updates,
-                                 max(1, updates // max(exp.evals, 1))), dirs[branch])
+                                 max(1, updates // max(exp.evals, 1))), dirs[branch],
+              desc=desc(branch))
 
   curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in branches]
   for branch in branches:

@@ -16,7 +16,12 @@ evaluation samples at T 0.6, top-p 0.9 with 256 new tokens [inferred, `reference
 --config.sampling.max_new_tokens=256`). Writes `<workdir>/eval/<benchmark>.jsonl` (the
 reference's step log, `jaxrl_gen.eval`) and `<workdir>/eval/results.json`, and prints the
 table. The workdir defaults to the run directory when evaluating one, else
-runs/<task>_<variant>_eval.
+runs/<task>_<variant>_eval. Each benchmark's log gains every episode as it ends; the same
+command run again (same checkpoint, same config) resumes there and runs only the episodes
+left, with the results an uninterrupted run gives. A checkpoint that is missing or holds no
+model is a one-line error (exit status 2); a run's newest checkpoint that does not restore is
+skipped for the newest that does (a one-line warning), and a model of other shapes than
+config.model.preset says which it is.
 """
 
 from __future__ import annotations
@@ -70,9 +75,11 @@ def run(config, checkpoint: str | None, benches, policy, workdir: str, *,
   from jaxrl_gen.train import restore  # noqa: PLC0415
 
   log_dir = os.path.join(workdir, EVAL_DIR)
+  source = restore.describe(checkpoint or "")  # after loading: the checkpoint really read
+  identity = {"checkpoint": source, "config": json.loads(config.to_json_best_effort())}
   results = evaluation.evaluate(policy, config, log_dir=log_dir, benches=benches,
-                                progress=progress)
-  record = {"checkpoint": restore.describe(checkpoint or ""), "task": config.task,
+                                progress=progress, resume=identity)
+  record = {"checkpoint": source, "task": config.task,
             "variant": config.variant, "sampling": policy.sampling_kwargs,
             "eval": config.eval.to_dict(), "results": results}
   with open(os.path.join(log_dir, RESULTS), "w") as f:
@@ -91,7 +98,7 @@ def main(config, workdir: str | None):
     workdir = workdir or default_workdir(config, checkpoint)
     benches, policy = prepare(config, checkpoint)
   except (CheckpointError, ValueError, FileNotFoundError) as e:
-    print(f"jaxrl-gen eval: {e}", file=sys.stderr)
+    print(f"jaxrl-gen: {e}", file=sys.stderr)
     sys.exit(2)
   results = run(config, checkpoint, benches, policy, workdir, progress=_PROGRESS.value)
   print(evaluation.format_table(results))

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging as py_logging
 import os
+import sys
 from typing import Callable, Hashable, Sequence, TypeVar
 
 import jax
@@ -61,15 +62,31 @@ class _OrbaxErrors(py_logging.Filter):
     return record.levelno < py_logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
+def _closed_loop(error_type: type, error: BaseException) -> bool:
+  """Whether an uncaught error is tensorstore failing to call back into an asyncio loop orbax
+  closed after one of its reads or writes failed: a late echo of that failure, which
+  tensorstore reports as unraisable when it finishes its remaining operations."""
+  return error_type is RuntimeError and str(error) == "Event loop is closed"
+
+
 @contextlib.contextmanager
 def quiet_orbax():
-  """Within the block, orbax logs no errors of its own (see `_OrbaxErrors`)."""
+  """Within the block, orbax and tensorstore print nothing about a failed operation but the
+  exception the caller gets (see `_OrbaxErrors`, `_closed_loop`)."""
   logger, errors = logging.get_absl_logger(), _OrbaxErrors()
+  previous = sys.unraisablehook
+
+  def unraisablehook(unraisable):
+    if not _closed_loop(unraisable.exc_type, unraisable.exc_value):
+      previous(unraisable)
+
   logger.addFilter(errors)
+  sys.unraisablehook = unraisablehook
   try:
     yield
   finally:
     logger.removeFilter(errors)
+    sys.unraisablehook = previous
 
 
 def reason(error: BaseException) -> str:
@@ -92,7 +109,7 @@ def newest_restorable(steps: Sequence[K], restore_step: Callable[[K], T], where:
     try:
       with quiet_orbax():
         return restore_step(step), step, skipped
-    except Exception as e:  # noqa: BLE001  (orbax, tensorstore and grain raise many types)
+    except Exception as e:  # orbax, tensorstore and grain raise many types
       if type(e).__module__.split(".")[0] == "jaxrl_gen":
         raise
       skipped.append((step, reason(e)))

@@ -289,8 +289,10 @@ def _iteration(run: Trainer, state, carried: RolloutState, env, env_params, judg
   return batch, record, forward
 
 
-def run_rl(config, workdir: str, allow_changes: bool = False) -> state_lib.TrainState:
-  """Trains (or resumes) the RL run of `config` in `workdir`; returns the final state."""
+def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None = None
+           ) -> state_lib.TrainState:
+  """Trains (or resumes) the RL run of `config` in `workdir`; returns the final state (`desc`
+  labels the progress bar)."""
   changes = run_lib.check_workdir(config, workdir, allow_changes)
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.ppo.init, mesh)
@@ -314,7 +316,8 @@ def run_rl(config, workdir: str, allow_changes: bool = False) -> state_lib.Train
   carried = RolloutState(runner)
   total = config.ppo.num_updates
   skeleton = run_lib.Run(config, workdir, model_config, state, carried, total, changes=changes,
-                         totals=("train/tokens_trained", "train/tokens_buffer", "train/flops"))
+                         totals=("train/tokens_trained", "train/tokens_buffer", "train/flops"),
+                         desc=desc)
   state, totals = skeleton.state, skeleton.totals
   judge = None
   if grouped and config.grpo.reward == "self_judge":
