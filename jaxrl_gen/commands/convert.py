@@ -1,32 +1,43 @@
-"""`jaxrl-gen convert`: Hugging Face model directories <-> our orbax parameter checkpoints.
+"""`jaxrl-gen convert`: model checkpoints between Hugging Face, orbax, GGUF and train runs.
 
     jaxrl-gen convert --src=HF_DIR --dst=OUT                 # HF -> orbax (the default)
     jaxrl-gen convert --src=ORBAX_DIR --dst=OUT              # orbax -> HF safetensors
     jaxrl-gen convert --src=HF_DIR --dst=OUT --format=hf     # HF -> HF re-save (e.g. --dtype)
+    jaxrl-gen convert --src=model.gguf --dst=OUT             # GGUF -> HF (dequantized)
+    jaxrl-gen convert --src=RUN_DIR --dst=OUT                # a train run's policy -> HF
 
-The source format is detected (`config.json`: HF; `model_config.json`: ours); `--format`
-picks the destination (default: the other one). Parameters stream through the device mesh
-`--mesh` (sizes of data,fsdp,tensor; default all devices on fsdp), so a model larger than
-one device's memory converts. No `--config` needed.
+The source format is detected (a `.gguf` file; a `jaxrl-gen train` run directory, SFT or RL,
+or one of its step directories: the policy of that checkpoint, never an RL value head;
+`model_config.json`: ours; `config.json`: HF); `--format` picks the destination (default:
+orbax from HF, HF from anything else). A GGUF file's or run's tokenizer (with its chat
+template) is written beside the weights, so the output is a complete model directory for
+transformers and for `--config.sft.init` / `ppo.init` / `eval --checkpoint`. Parameters stream
+through the device mesh `--mesh` (sizes of data,fsdp,tensor; default all devices on fsdp), so
+a model larger than one device's memory converts. No `--config` needed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
+import ml_collections
 from absl import flags, logging
 
 from jaxrl_gen import parallel
-from jaxrl_gen.models import hf, params_io
+from jaxrl_gen.models import gguf, hf, params_io
 from jaxrl_gen.models.hf_config import CheckpointError
+from jaxrl_gen.text import tokenizer as tokenizer_lib
+from jaxrl_gen.train import restore
 
 NEEDS_CONFIG = False
 
-_SRC = flags.DEFINE_string("src", None, "Source directory (HF model or orbax checkpoint).")
+_SRC = flags.DEFINE_string("src", None, "Source: a HF model or orbax directory, a .gguf file "
+                           "or a train run directory.")
 _DST = flags.DEFINE_string("dst", None, "Destination directory (created).")
 _FORMAT = flags.DEFINE_enum("format", None, ["hf", "orbax"],
-                            "Destination format (default: the other format than the source's).")
+                            "Destination format (default: orbax from HF, HF from the rest).")
 _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16", "float16"],
                            "Parameter dtype of the output (default: as loaded; float32 from HF).")
 _MESH = flags.DEFINE_list("mesh", ["1", "-1", "1"],
@@ -45,19 +56,38 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype: str | None = None
   if os.path.exists(dst) and os.listdir(dst):
     raise CheckpointError(f"destination {dst} exists and is not empty")
   mesh = parallel.make_mesh(mesh_shape)
-  if params_io.is_params_dir(src):
+  tokenizer = None  # the tokenizer source written beside the weights (None: none)
+  if src.endswith(".gguf"):
+    model, tokenizer = gguf.load_pretrained(src, mesh=mesh, dtype=dtype or "float32"), src
+  elif os.path.isdir(src) and restore.run_checkpoint(src) is not None:
+    model, tokenizer = _run_policy(src, mesh, dtype), restore.saved_tokenizer(src)
+  elif params_io.is_params_dir(src):
     overrides = {"param_dtype": dtype} if dtype else {}
-    model, fmt = params_io.load_params(src, mesh=mesh, **overrides), fmt or "hf"
+    model = params_io.load_params(src, mesh=mesh, **overrides)
   elif os.path.isfile(os.path.join(src, "config.json")):
     model, fmt = hf.load_pretrained(src, mesh=mesh, dtype=dtype or "float32"), fmt or "orbax"
   else:
     raise CheckpointError(f"{src} is neither a Hugging Face model (config.json) nor an orbax"
                           f" checkpoint ({params_io.CONFIG_FILE})")
+  fmt = fmt or "hf"
   if fmt == "hf":
     hf.save_pretrained(model, dst, max_shard_bytes=max_shard_bytes)
   else:
     params_io.save_params(model, dst)
+  if tokenizer is not None and parallel.is_main_process():
+    tokenizer_lib.load(tokenizer).save_pretrained(dst)
   return fmt
+
+
+def _run_policy(src: str, mesh, dtype: str | None):
+  """The policy of a run directory's checkpoint, read by the trainer's own restore with the
+  run's saved config (parameter dtype as trained unless `dtype` says otherwise)."""
+  workdir, _ = restore.run_checkpoint(src)
+  with open(os.path.join(workdir, restore.RUN_CONFIG)) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if dtype:
+    config.model.param_dtype = dtype
+  return restore.load_model(config, src, mesh)
 
 
 def main(config, workdir):

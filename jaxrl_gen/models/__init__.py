@@ -3,6 +3,7 @@
     from jaxrl_gen import models
     model = models.Model(models.presets.get("tiny"), rngs=nnx.Rngs(0))
     model = models.load_pretrained("/path/to/hf_dir", mesh=mesh)
+    model = models.load_pretrained("/path/to/model.Q4_1.gguf", mesh=mesh)  # dequantized
 
 `config` and `presets` import no JAX (config files read them); the rest loads on first use.
 """
@@ -18,14 +19,24 @@ _LAZY = {
     "Model": "jaxrl_gen.models.mllama",
     "ModelOutput": "jaxrl_gen.models.mllama",
     "KVCache": "jaxrl_gen.models.llama",
-    "load_pretrained": "jaxrl_gen.models.hf",
     "save_pretrained": "jaxrl_gen.models.hf",
     "create": "jaxrl_gen.models.mllama",
     "abstract": "jaxrl_gen.models.mllama",
     "param_count": "jaxrl_gen.models.mllama",
 }
 
-__all__ = ["ModelConfig", "RopeScaling", "TextConfig", "VisionConfig", "presets", *_LAZY]
+__all__ = ["ModelConfig", "RopeScaling", "TextConfig", "VisionConfig", "presets",
+           "load_pretrained", *_LAZY]
+
+
+def load_pretrained(path, **kwargs):
+  """A `Model` from a Hugging Face directory or a `.gguf` file (`hf.load_pretrained`,
+  `gguf.load_pretrained`: dtype, compute_dtype, mesh and ModelConfig overrides)."""
+  if str(path).endswith(".gguf"):
+    from jaxrl_gen.models import gguf  # noqa: PLC0415
+    return gguf.load_pretrained(str(path), **kwargs)
+  from jaxrl_gen.models import hf  # noqa: PLC0415
+  return hf.load_pretrained(path, **kwargs)
 
 
 def __getattr__(name: str):

@@ -229,9 +229,16 @@ def load_pretrained(path: str, *, mesh: jax.sharding.Mesh | None = None, dtype: 
   fields (remat, scan_layers, rules). With a mesh, parameters are sharded by the rules.
   """
   config = read_config(path, param_dtype=dtype, dtype=compute_dtype or dtype, **overrides)
+  return load_tensors(config, _Files(path, config.vision is not None), mesh=mesh)
+
+
+def load_tensors(config: ModelConfig, files: Any, *, mesh: jax.sharding.Mesh | None = None
+                 ) -> Model:
+  """A `Model` of `config` from HF-named tensors: `files` has `_Files`' interface (`where`:
+  name -> (file, stored name); `slice(name)`: `get_shape()` and numpy indexing), so other
+  formats (GGUF) load through the same checks and sharded fill."""
   graphdef, abstract = mllama.abstract(config)
   maps = tensor_maps(config, abstract)
-  files = _Files(path, config.vision is not None)
   _check(files, maps, config.text.tie_word_embeddings)
   if mesh is not None:
     shardings = parallel.state_shardings(abstract, mesh, config.rules)

@@ -47,8 +47,13 @@ def render(tokenizer: Any, conversation: Sequence[core.Turn], *,
   """The chat-template text of a conversation (the tokenizer's own template)."""
   if not conversation:
     raise ValueError("cannot render an empty conversation")
+  messages = core.to_chat(conversation)
+  if not core.images(conversation):
+    # Plain-string content: every template takes it (ChatML ones such as SmolLM2's only
+    # concatenate strings); Llama-3.2-Vision's renders it exactly as the text parts.
+    messages = [{"role": m["role"], "content": m["content"][0]["text"]} for m in messages]
   return tokenizer.apply_chat_template(
-      core.to_chat(conversation), tokenize=False, add_generation_prompt=add_generation_prompt,
+      messages, tokenize=False, add_generation_prompt=add_generation_prompt,
       date_string=date_string)
 
 
