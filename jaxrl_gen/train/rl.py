@@ -143,19 +143,26 @@ class Trainer:
     needed = rollout.buffer_shape([t.payload for t in transitions], multiple)
     carried.shape = tuple(int(n) for n in parallel.process_max(
         np.maximum(needed, carried.shape)))
-    batch = rollout.to_rows(transitions, self.processor, rule=config.ppo.action_span,
-                            task=config.task, multiple=multiple, min_shape=carried.shape)
-    if batch.pixel_values is not None:  # the images of every transition, in the compute dtype
-      batch = batch.replace(pixel_values=batch.pixel_values.astype(
-          self.built.model_config.dtype))
-    return batch
+    return self.in_compute_dtype(rollout.to_rows(
+        transitions, self.processor, rule=config.ppo.action_span, task=config.task,
+        multiple=multiple, min_shape=carried.shape))
+
+  def in_compute_dtype(self, batch: RolloutBatch) -> RolloutBatch:
+    """The batch with its images (if any) in the model's compute dtype."""
+    if batch.pixel_values is None:
+      return batch
+    return batch.replace(pixel_values=batch.pixel_values.astype(self.built.model_config.dtype))
+
+  @property
+  def scorer(self) -> learner.RowScorer:
+    return learner.RowScorer(self.built["rescore"], self.mesh, self.rules,
+                             self.config.ppo.rescore_chunk)
 
   # --- score --------------------------------------------------------------------------------
 
   def score(self, state, batch: RolloutBatch) -> tuple[RolloutBatch, float]:
     """The batch with its scoring passes' fields, and the tokens those passes read."""
-    scorer = learner.RowScorer(self.built["rescore"], self.mesh, self.rules,
-                               self.config.ppo.rescore_chunk)
+    scorer = self.scorer
     scored = scorer(state, batch)
     fields = {"old_logp": scored["old_logp"], "old_value": scored.get("old_value")}
     if self.token_level:
@@ -171,12 +178,7 @@ class Trainer:
                       ) -> np.ndarray:
     """The critic's value of each slot's next state: a prompt-only scoring pass."""
     prompts = rollout.prompt_rows(policy.encode(runner.conversations()), self.processor, like)
-    if prompts.pixel_values is not None:
-      prompts = prompts.replace(pixel_values=prompts.pixel_values.astype(
-          self.built.model_config.dtype))
-    scorer = learner.RowScorer(self.built["rescore"], self.mesh, self.rules,
-                               self.config.ppo.rescore_chunk)
-    return scorer(state, prompts)["old_value"]
+    return self.scorer(state, self.in_compute_dtype(prompts))["old_value"]
 
   # --- advantages ---------------------------------------------------------------------------
 
