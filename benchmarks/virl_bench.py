@@ -25,14 +25,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from env_bench import timed  # noqa: E402  (this directory is on sys.path when run as a script)
-from jaxrl_gen.envs import virl  # noqa: E402
+from jaxrl_gen import eval as evaluation  # noqa: E402
+from jaxrl_gen.envs import core, virl  # noqa: E402
 from jaxrl_gen.envs.virl import projection, routes, synth, views  # noqa: E402
 
 
 def _steps(params, seed=[0]):  # noqa: B006 - a counter across calls
+  """The steps of one expert episode (a new one each call), run as evaluation runs it."""
   seed[0] += 1
-  episode = virl.run_episode(virl.expert_policy(params), seed[0], params)
-  return len(episode.rewards)
+  bench = core.Benchmark("expert", "virl", params, 1, seed[0])
+  return len(evaluation.run(evaluation.expert_policy("virl"), bench, batch_size=1))
 
 
 def reference_remap_view(pano: np.ndarray, heading: float, rotation: float, fov: float,
@@ -72,6 +74,7 @@ def rows(seconds: float = 3.0, cache_dir: str = "") -> list[tuple[str, int, floa
   vision = virl.EnvParams(cache_dir=cache_dir, language_only=False)
   city = virl.env.load(language)
   state, _ = virl.reset(0, language)
+  _steps(language)  # outside the timings: the first evaluation run starts JAX (its PRNG key)
   pano, rotation = views.load_pano(*routes.pano_paths(city.root, state.point.pano_id))
   out = [("V-IRL-L steps (expert, resets incl.)", *timed(lambda: _steps(language), seconds),
           "steps"),

@@ -448,7 +448,9 @@ def validate_grpo(config: ml_collections.ConfigDict) -> None:
   _check(g.judge_max_new_tokens >= 1,
          f"config.grpo.judge_max_new_tokens={g.judge_max_new_tokens}: must be >= 1")
   if g.reward != "verifier":
-    single = config.task == "gp" and not config.env.verification
+    from jaxrl_gen import envs  # noqa: PLC0415  (configs import this module; see `validate`)
+
+    single = envs.task(config.task).single_attempt(config.env)
     _check(single, f"config.grpo.reward={g.reward!r} reads no verifier reward, but the "
            "episodes show the verifier's feedback: use single-attempt episodes "
            "(--config.env.verification=False; GP only, V-IRL routes are multi-step)")

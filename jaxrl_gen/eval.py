@@ -6,14 +6,10 @@ model-backed policy: one batched generation). A `ScriptedPolicy` reads the env s
 (the experts, test scripts). `evaluate(policy, config)` runs the benchmarks `config.eval`
 selects; a command is `results = evaluate(...)`, `print(format_table(results))`.
 
-Benchmarks (environment settings from the run's config plus the variant table, §2.10, §3.8):
-  GP: id (face cards 10), rule_ood (J/Q/K = 11/12/13, a face card in every hand), visual_ood
-      (GP-VL, red suits), each with `eval.verify_iter` attempts; recognition_id /
-      recognition_rule_ood / recognition_visual_ood (GP-VL, one attempt, no verification).
-  V-IRL: id, rule_ood (relative actions) on `eval.route_split`, visual_ood (the mini routes
-      in order); see `envs.virl.evaluation.benchmark`.
-Episode i of a benchmark always resets from key (eval.seed, i), so results do not depend on
-the batch size.
+Benchmarks (environment settings from the run's config plus the variant table, §2.10, §3.8)
+and their scoring come from the task's record, `envs.task(name)` (a `core.Task`; see
+`envs.general_points.evaluation` and `envs.virl.evaluation`). Episode i of a benchmark
+always resets from key (eval.seed, i), so results do not depend on the batch size.
 
 Metrics (binomial error bars sqrt(P(1-P)/N)):
   success               GP: episodes with a +5 step / episodes (success at any attempt)
@@ -58,35 +54,11 @@ import numpy as np
 
 from jaxrl_gen import envs, metrics
 from jaxrl_gen.envs import batch, core
-from jaxrl_gen.envs import general_points as gp
-from jaxrl_gen.envs import virl
 
 Policy = Callable[[list[core.Conversation], Any], list[str]]
 
-GP_RULES = {  # reference.md §2.10
-    "id": {"face_cards_as_10": True, "ood": False},
-    "rule_ood": {"face_cards_as_10": False, "ood": True},
-    "visual_ood": {"face_cards_as_10": True, "ood": False, "color": "red"},
-}
-RECOGNITION = "recognition_"
-BENCHMARKS = {
-    "gp": tuple(GP_RULES) + tuple(RECOGNITION + name for name in GP_RULES),
-    "virl": virl.evaluation.BENCHMARKS,
-}
-# The paper's benchmarks per (task, variant): what `eval.benchmarks='all'` runs.
-ALL = {("gp", "l"): ("id", "rule_ood"), ("gp", "vl"): BENCHMARKS["gp"],
-       ("virl", "l"): ("id", "rule_ood"), ("virl", "vl"): BENCHMARKS["virl"]}
-# The reference StatLogger's reward tables (value -> name for the "Rates").
-REWARD_NAMES = {
-    "gp": gp.REWARD_FN,
-    "virl": {"CORRECT_ACTION": 1.0, "INCORRECT_ACTION": -1.0, "INCORRECT_OBS": -1.5,
-             "INCORRECT_INSTRUCTION": -1.75},
-}
 AGGREGATED_ERROR = "AGGREGATED_ERROR"
 CORRECT_SOLUTION = "CORRECT_SOLUTION"
-GP_SUCCESS_REWARD = gp.REWARD_FN[CORRECT_SOLUTION]
-GP_VISION_REWARD = gp.REWARD_FN["INCORRECT_VISION"]
-VIRL_CORRECT_REWARD = virl.verifier.CORRECT_ACTION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,44 +70,20 @@ class ScriptedPolicy:
 
 def expert_policy(task: str) -> ScriptedPolicy:
   """The scripted expert of a task (the SFT target answer; always correct)."""
-  if task == "gp":
-    return ScriptedPolicy(lambda state, _, params: gp.expert_answer(state.hand, params))
-  return ScriptedPolicy(lambda state, _, params: virl.expert_answer(state, params))
+  expert = envs.task(task).expert_answer
+  return ScriptedPolicy(lambda state, _, params: expert(state, params))
 
 
-@dataclasses.dataclass(frozen=True)
-class Benchmark:
-  name: str
-  task: str
-  params: Any  # the task's EnvParams
-  episodes: int
-  seed: int
-  ordered: bool = False
-
-
-def benchmark(config, name: str) -> Benchmark:
+def benchmark(config, name: str) -> core.Benchmark:
   """One benchmark of a `configs/gp.py` or `configs/virl.py` config."""
-  if name not in BENCHMARKS[config.task]:
+  task = envs.task(config.task)
+  if name not in task.benchmarks:
     raise ValueError(f"config.eval.benchmarks: unknown {config.task} benchmark {name!r};"
-                     f" known: {', '.join(BENCHMARKS[config.task])}")
-  if config.task == "virl":
-    params, run = virl.benchmark(config, name)
-    params = dataclasses.replace(params, verify_iter=config.eval.verify_iter)
-    episodes = run["episodes"]
-    if run["ordered"]:
-      episodes = len(virl.env.load(params).split(params.route_split))
-    return Benchmark(name, "virl", params, episodes, run["seed"], run["ordered"])
-  recognition = name.startswith(RECOGNITION)
-  rule = name.removeprefix(RECOGNITION)
-  params = envs.params_from_config(config)
-  if params.language_only and (recognition or rule == "visual_ood"):
-    raise ValueError(f"config.eval.benchmarks: {name!r} needs the GP-VL variant (card images)")
-  params = dataclasses.replace(params, **GP_RULES[rule], verification=not recognition,
-                               verify_iter=1 if recognition else config.eval.verify_iter)
-  return Benchmark(name, "gp", params, config.eval.episodes, config.eval.seed)
+                     f" known: {', '.join(task.benchmarks)}")
+  return task.benchmark(config, name)
 
 
-def benchmarks(config) -> list[Benchmark]:
+def benchmarks(config) -> list[core.Benchmark]:
   """The benchmarks `config.eval.benchmarks` names (a comma list, or 'all')."""
   for key, low in (("episodes", 1), ("seed", 0), ("verify_iter", 1), ("batch_size", 1)):
     value = config.eval[key]
@@ -143,13 +91,13 @@ def benchmarks(config) -> list[Benchmark]:
       raise ValueError(f"config.eval.{key}={value!r}: must be an integer >= {low}")
   names = [n.strip() for n in config.eval.benchmarks.split(",") if n.strip()]
   if names == ["all"]:
-    names = list(ALL[config.task, config.variant])
+    names = list(envs.task(config.task).paper_benchmarks[config.variant])
   if not names:
     raise ValueError("config.eval.benchmarks is empty; name some, or 'all'")
   return [benchmark(config, name) for name in names]
 
 
-def run(policy: Policy | ScriptedPolicy, bench: Benchmark, *, batch_size: int,
+def run(policy: Policy | ScriptedPolicy, bench: core.Benchmark, *, batch_size: int,
         key=None, progress: bool = False, log: EpisodeLog | None = None
         ) -> list[batch.Transition]:
   """All episodes of a benchmark, `batch_size` at a time; transitions by (episode, attempt).
@@ -306,55 +254,25 @@ def _episodes(transitions: Sequence[batch.Transition]) -> list[list[batch.Transi
   return [groups[e] for e in sorted(groups)]
 
 
-def episode_success(task: str, episode: Sequence[batch.Transition]) -> bool:
-  """GP: any attempt solved the hand; V-IRL: the route was completed within every budget."""
-  if task == "gp":
-    return any(t.reward == GP_SUCCESS_REWARD for t in episode)
-  return bool(episode[-1].info.get("is_success")) and episode[-1].done
-
-
-def score(bench: Benchmark, transitions: Sequence[batch.Transition]) -> dict:
+def score(bench: core.Benchmark, transitions: Sequence[batch.Transition]) -> dict:
   """The benchmark's metrics and their binomial error bars (see the module docstring)."""
   episodes = _episodes(transitions)
-  steps = len(transitions)
-  out = {"episodes": len(episodes), "steps": steps}
-
-  def rate(name: str, hits: int, total: int):
+  out = {"episodes": len(episodes), "steps": len(transitions)}
+  for name, (hits, total) in envs.task(bench.task).counts(bench, transitions, episodes).items():
     p = hits / total if total else 0.0
     out[name] = p
     out[name + "_stderr"] = math.sqrt(p * (1 - p) / total) if total else 0.0
-
-  successes = sum(episode_success(bench.task, e) for e in episodes)
-  if bench.task == "gp":
-    rate("success", successes, len(episodes))
-    rate("first_attempt_success", sum(e[0].reward == GP_SUCCESS_REWARD for e in episodes),
-         len(episodes))
-    graded = [t for t in transitions if t.info.get("Formula") is not None]  # not forced fails
-    first = [t for t in graded if t.attempt == 0]
-    rate("parse_rate", sum(gp.well_formed(t.info["Formula"]) for t in graded), len(graded))
-    rate("parse_rate_first", sum(gp.well_formed(t.info["Formula"]) for t in first), len(first))
-    if not bench.params.language_only:
-      rate("recognition_accuracy", sum(t.reward != GP_VISION_REWARD for t in transitions), steps)
-  else:
-    rate("per_step_accuracy", sum(t.reward == VIRL_CORRECT_REWARD for t in transitions), steps)
-    rate("route_success", successes, len(episodes))
   return out
-
-
-def headline(bench_name: str, task: str) -> str:
-  """The metric a benchmark is plotted by (Fig. 5/6/8)."""
-  if bench_name.startswith(RECOGNITION):
-    return "recognition_accuracy"
-  return "success" if task == "gp" else "per_step_accuracy"
 
 
 def stat_log(task: str, transitions: Sequence[batch.Transition]) -> dict:
   """The reference StatLogger's final record."""
-  names = {value: name for name, value in REWARD_NAMES[task].items()}
+  record = envs.task(task)
+  names = {value: name for name, value in record.reward_names.items()}
   counts = collections.Counter(names.get(t.reward, AGGREGATED_ERROR) for t in transitions)
   episodes = _episodes(transitions)
-  if task == "virl":  # route successes, as the reference's log_virl_success
-    counts[CORRECT_SOLUTION] = sum(episode_success(task, e) for e in episodes)
+  if record.solutions_are_episodes:  # route successes, as the reference's log_virl_success
+    counts[CORRECT_SOLUTION] = sum(record.episode_success(e) for e in episodes)
   steps = max(len(transitions), 1)
   rates = {name: count / steps for name, count in counts.items()}
   rates[CORRECT_SOLUTION] = counts.get(CORRECT_SOLUTION, 0) / max(len(episodes), 1)
@@ -384,7 +302,8 @@ def _episode_lines(task: str, episode: Sequence[batch.Transition]) -> str:
   records = [_step_record(t) for t in episode]
   records.append({"sample_id": episode[0].episode, "output": episode[-1].answer,
                   "reward": sum(t.reward for t in episode), "steps": len(episode),
-                  "success": episode_success(task, episode), "info": episode[-1].info})
+                  "success": envs.task(task).episode_success(episode),
+                  "info": episode[-1].info})
   return "".join(json.dumps(json_safe(r)) + "\n" for r in records)
 
 
@@ -397,7 +316,8 @@ def write_log(path: str, task: str, transitions: Sequence[batch.Transition]):
 
 
 def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = None,
-             key=None, batch_size: int | None = None, benches: Sequence[Benchmark] | None = None,
+             key=None, batch_size: int | None = None,
+             benches: Sequence[core.Benchmark] | None = None,
              progress: bool = False, resume: Any = None) -> dict[str, dict]:
   """Runs the benchmarks `config.eval` selects (or `benches`); {benchmark: metrics}. Writes
   the JSONL logs under `log_dir` when given, and with `resume` (the policy's identity,
@@ -420,7 +340,7 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
     if log is not None:
       log.finish(transitions)
     results[bench.name] = dict(score(bench, transitions), task=bench.task,
-                               metric=headline(bench.name, bench.task))
+                               metric=envs.task(bench.task).headline(bench.name))
   return results
 
 

@@ -58,7 +58,7 @@ def expert_or(wrong_attempts):
 
 def test_gp_benchmark_settings(repo_root):
   benches = {b.name: b for b in evaluation.benchmarks(gp_config(repo_root, "vl"))}
-  assert list(benches) == list(evaluation.BENCHMARKS["gp"])
+  assert list(benches) == list(gp.TASK.benchmarks)
   base = gp.EnvParams(language_only=False, color="black", resolution=64)
   assert benches["id"].params == base and benches["id"].seed == 42
   assert benches["rule_ood"].params == dataclasses.replace(base, face_cards_as_10=False, ood=True)
@@ -79,7 +79,7 @@ def test_gp_benchmark_settings(repo_root):
 def test_gp_expert_succeeds_on_every_benchmark(repo_root):
   results = evaluation.evaluate(evaluation.expert_policy("gp"), gp_config(repo_root, "vl"),
                                 batch_size=3)
-  assert list(results) == list(evaluation.BENCHMARKS["gp"])
+  assert list(results) == list(gp.TASK.benchmarks)
   for name, scores in results.items():
     assert scores["success"] == 1.0 and scores["success_stderr"] == 0.0, name
     assert scores["recognition_accuracy"] == 1.0 and scores["steps"] == scores["episodes"] == 4

@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 
 from jaxrl_gen import config_lib, envs
+from jaxrl_gen import eval as evaluation
 from jaxrl_gen.envs import virl
 from jaxrl_gen.envs.virl import synth
 
@@ -58,15 +59,17 @@ def test_benchmarks_pick_the_split_action_space_and_order(repo_root, small_city)
   config = _get_config(repo_root)
   config.env.data_dir = small_city
   config.eval.episodes = 4
-  id_params, run = virl.benchmark(config, "id")
-  assert id_params.route_split == "heldout" and id_params.action_space == "absolute"
-  assert run == {"episodes": 4, "seed": 12, "ordered": False}
-  result = virl.evaluate(virl.expert_policy(id_params), id_params, **run)
-  assert result["route_success"] == 1.0
-  heldout = set(virl.env.load(id_params).split("heldout"))
-  assert {e.route_index for e in result["logs"]} <= heldout
+  config.eval.verify_iter = 3
+  expert = evaluation.expert_policy("virl")
+  bench = evaluation.benchmark(config, "id")
+  assert bench.params.route_split == "heldout" and bench.params.action_space == "absolute"
+  assert (bench.episodes, bench.seed, bench.ordered, bench.params.verify_iter) == (4, 12, False, 3)
+  transitions = evaluation.run(expert, bench, batch_size=2)
+  assert evaluation.score(bench, transitions)["route_success"] == 1.0
+  heldout = set(virl.env.load(bench.params).split("heldout"))
+  assert {t.info["route_index"] for t in transitions} <= heldout
 
-  rule_params, _ = virl.benchmark(config, "rule_ood")
+  rule_params = evaluation.benchmark(config, "rule_ood").params
   assert rule_params.action_space == "relative"
   state, _ = virl.reset(0, rule_params)
   turns = [p.action for p in state.plan.rail if p.action.startswith("turn_direction")]
@@ -74,21 +77,26 @@ def test_benchmarks_pick_the_split_action_space_and_order(repo_root, small_city)
                        for a in turns)
 
   config.eval.visual_ood_data_dir = small_city
-  visual, run = virl.benchmark(config, "visual_ood")
-  assert (visual.data_dir, visual.route_split, run["ordered"], run["episodes"]) == (
-      small_city, "all", True, None)
-  result = virl.evaluate(virl.expert_policy(visual), visual, **run)
-  assert [e.route_index for e in result["logs"]] == list(range(8))
+  visual = evaluation.benchmark(config, "visual_ood")
+  assert (visual.params.data_dir, visual.params.route_split, visual.ordered) == (
+      small_city, "all", True)
+  assert visual.episodes == 8  # every route of the split
+  transitions = evaluation.run(expert, visual, batch_size=3)
+  assert [t.info["route_index"] for t in transitions if t.done] == list(range(8))
   with pytest.raises(ValueError, match="benchmark 'ood'"):
-    virl.benchmark(config, "ood")
+    evaluation.benchmark(config, "ood")
 
 
-def test_visual_ood_defaults_to_the_synthetic_mini_benchmark(repo_root):
-  config = _get_config(repo_root, "vl")
-  visual, run = virl.benchmark(config, "visual_ood")
-  assert visual.data_dir == "" and visual.synthetic == "mini" and not visual.language_only
-  assert run["ordered"]
+def test_visual_ood_defaults_to_the_synthetic_mini_benchmark(repo_root, tmp_path, monkeypatch):
   mini = synth.specs("mini", 0)
   assert len(mini) == 9 and sum(s.num_routes for s in mini) == 18
   assert len({s.style for s in mini}) == 9 and synth.TRAIN_STYLE not in {s.style for s in mini}
   assert synth.specs("city", 0)[0].style == synth.TRAIN_STYLE
+  # Two small mini cities in a scratch cache: the benchmark counts their routes.
+  small = [dataclasses.replace(s, pano_width=32) for s in mini[:2]]
+  monkeypatch.setattr(synth, "specs", lambda kind, seed: small)
+  config = _get_config(repo_root, "vl")
+  config.env.cache_dir = str(tmp_path)
+  visual = evaluation.benchmark(config, "visual_ood")
+  assert (visual.params.data_dir, visual.params.synthetic) == ("", "mini")
+  assert not visual.params.language_only and visual.ordered and visual.episodes == 4

@@ -2,6 +2,7 @@
 loader round trip, expert and wrong policies, budget semantics, determinism, the pickle
 converter, and the synthetic panoramas' signs."""
 
+import collections
 import dataclasses
 import json
 import os
@@ -10,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
+from jaxrl_gen import eval as evaluation
 from jaxrl_gen.envs import core, virl
 from jaxrl_gen.envs.virl import (geo, mapping, projection, prompts, rails, routes, synth,
                                  verifier, views)
@@ -33,6 +35,13 @@ def _answer(observation, action):
   return prompts.response(observation, "Turn left to face north.", action)
 
 
+def _expert_run(params, episodes, seed, ordered=False):
+  """The expert's transitions and scores on `episodes` episodes of these env settings."""
+  bench = core.Benchmark("expert", "virl", params, episodes, seed, ordered)
+  transitions = evaluation.run(evaluation.expert_policy("virl"), bench, batch_size=4)
+  return transitions, evaluation.score(bench, transitions)
+
+
 def test_published_layout_round_trip_and_expert_reaches_every_route(city_dir, params):
   assert sorted(os.listdir(city_dir)) == ["gps_pano_mapping.json", "route_infos.json",
                                           "splits.json", "street_views"]
@@ -45,15 +54,16 @@ def test_published_layout_round_trip_and_expert_reaches_every_route(city_dir, pa
   with open(os.path.join(city_dir, "street_views", pano_id + ".metadata.json")) as f:
     assert isinstance(json.load(f)["rotation"], float)
 
-  result = virl.evaluate(virl.expert_policy(params), params, ordered=True, seed=0)
-  assert result["episodes"] == 12 and result["route_success"] == 1.0
-  assert result["per_step_accuracy"] == 1.0
-  assert [e.route_index for e in result["logs"]] == list(range(12))
-  assert len({len(e.rewards) for e in result["logs"]}) > 3  # rails differ in length
+  assert len(virl.env.load(params).split("all")) == 12
+  transitions, scores = _expert_run(params, 12, seed=0, ordered=True)
+  assert scores["episodes"] == 12 and scores["route_success"] == 1.0
+  assert scores["per_step_accuracy"] == 1.0
+  assert [t.info["route_index"] for t in transitions if t.done] == list(range(12))
+  lengths = collections.Counter(t.episode for t in transitions)
+  assert len(set(lengths.values())) > 3  # rails differ in length
 
   vision = dataclasses.replace(params, language_only=False, view_size=24, resolution=20)
-  result = virl.evaluate(virl.expert_policy(vision), vision, episodes=2, seed=1)
-  assert result["route_success"] == 1.0
+  assert _expert_run(vision, 2, seed=1)[1]["route_success"] == 1.0
   state, obs = virl.reset(0, vision)
   assert obs[0].image.size == (45, 45) and "You observe an image of 4 views" in obs[0].text
   assert virl.reset(0, params)[1][0].image is None
@@ -112,15 +122,20 @@ def test_failing_at_the_destination_terminates_and_truncates(params):
 
 
 def test_retries_within_budget_still_succeed_and_count_in_accuracy(params):
-  def one_mistake_each(state, obs):
+  def one_mistake_each(state, conversation, params):
     if state.attempts == 0:
       return _answer("No landmarks nearby; ", "turn_direction(up)")
     return virl.expert_answer(state, params)
-  episode = virl.run_episode(one_mistake_each, 7, params)
-  assert episode.success
-  assert set(episode.rewards[0::2]) == {-1.0, -1.5} and set(episode.rewards[1::2]) == {1.0}
-  assert virl.per_step_accuracy(episode.rewards) == 0.5
-  assert virl.route_success([episode, dataclasses.replace(episode, success=False)]) == 0.5
+  bench = core.Benchmark("retries", "virl", params, 1, 7)
+  transitions = evaluation.run(evaluation.ScriptedPolicy(one_mistake_each), bench, batch_size=1)
+  rewards = [t.reward for t in transitions]
+  assert set(rewards[0::2]) == {-1.0, -1.5} and set(rewards[1::2]) == {1.0}
+  scores = evaluation.score(bench, transitions)
+  assert scores["per_step_accuracy"] == 0.5 and scores["route_success"] == 1.0
+  # The same route again, failed at its end: one success in two episodes.
+  failed = [dataclasses.replace(t, episode=1) for t in transitions]
+  failed[-1] = dataclasses.replace(failed[-1], info={**failed[-1].info, "is_success": False})
+  assert evaluation.score(bench, transitions + failed)["route_success"] == 0.5
 
 
 def test_intersection_claims_against_the_full_or_legacy_ground_truth(params):
@@ -278,5 +293,5 @@ def test_synthetic_data_sets_are_generated_once_and_deterministic(tmp_path, monk
   params = virl.EnvParams(synthetic="mini", synthetic_seed=1, cache_dir=str(tmp_path / "a"),
                           route_split="all")
   assert virl.data_dir(params) == first
-  result = virl.evaluate(virl.expert_policy(params), params, ordered=True)
-  assert result["episodes"] == 6 and result["route_success"] == 1.0
+  assert len(virl.env.load(params).split("all")) == 6
+  assert _expert_run(params, 6, seed=12, ordered=True)[1]["route_success"] == 1.0

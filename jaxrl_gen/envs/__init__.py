@@ -1,8 +1,11 @@
-"""Pure-function environments. `get(task)` returns a task module that follows `core.Env`."""
+"""Pure-function environments. `get(task)` returns a task module that follows `core.Env`,
+`task(name)` its record (`core.Task`)."""
 
 from __future__ import annotations
 
 import importlib
+
+from jaxrl_gen.envs import core
 
 TASKS = {"gp": "jaxrl_gen.envs.general_points", "virl": "jaxrl_gen.envs.virl"}
 
@@ -12,6 +15,11 @@ def get(task: str):
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
   return importlib.import_module(TASKS[task])
+
+
+def task(name: str) -> core.Task:
+  """The `core.Task` record of a task name: what evaluation and the trainers read of it."""
+  return get(name).TASK
 
 
 def params_from_config(config):

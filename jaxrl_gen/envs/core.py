@@ -10,12 +10,15 @@ Every task module (`general_points`, `virl`) exposes
 `Conversation`: the chat the model answers next. There is no global or hidden RNG: `reset`
 derives everything from `key`, `step` is deterministic. The environment never touches JAX
 arrays; `key` may be a JAX PRNG key, which is turned into an integer seed here.
+
+Each task package also exports `TASK`, its `Task` record: what evaluation, the action spans
+and the trainers need to know of the task (benchmarks, scoring, answer field, expert).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -82,6 +85,47 @@ def seed_from_key(key: Any) -> int:
 def rng(key: Any) -> np.random.Generator:
   """The NumPy generator a reset draws from: deterministic per key."""
   return np.random.default_rng(seed_from_key(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+  """One evaluation benchmark: the env settings and which episodes (episode i resets from key
+  (seed, i); `ordered`: the split's routes in order instead of drawn)."""
+
+  name: str
+  task: str
+  params: Any  # the task's EnvParams
+  episodes: int
+  seed: int
+  ordered: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What evaluation, the action spans and the trainers read of a task. Each task package
+  exports one as `TASK` (`envs.task(name)`), so no caller branches on a task's name."""
+
+  name: str
+  reward_names: Mapping[str, float]  # the reference StatLogger's table: name -> step reward
+  action_field: str  # the answer's JSON field whose tokens are the action
+  # What an answer claims, comparable across a group; None when not in the task's format.
+  answer_key: Callable[[str], str | None]
+  expert_answer: Callable[[Any, Any], str]  # (state, params) -> the always-correct answer
+  episode_success: Callable[[Sequence[Any]], bool]  # over an episode's transitions
+  # Whether episodes under these env settings are single attempts (no verifier feedback
+  # reaches them); reads the task's EnvParams or the config's env section (same fields).
+  single_attempt: Callable[[Any], bool]
+  benchmarks: tuple[str, ...]
+  paper_benchmarks: Mapping[str, tuple[str, ...]]  # per variant: what eval 'all' runs
+  benchmark: Callable[[Any, str], Benchmark]  # (run config, one of `benchmarks`)
+  # (benchmark, transitions, episodes) -> {metric: (hits, total)}, scored as the paper does
+  counts: Callable[[Benchmark, Sequence[Any], Sequence[Sequence[Any]]],
+                   dict[str, tuple[int, int]]]
+  headline: Callable[[str], str]  # benchmark name -> the metric it is plotted by
+  success_reward: float | None = None  # a step reward that ends an episode solved
+  # The StatLogger's CORRECT_SOLUTION counts the episodes that succeeded (the reference's
+  # log_virl_success), not the steps rewarded as CORRECT_SOLUTION.
+  solutions_are_episodes: bool = False
 
 
 class Env(Protocol):

@@ -2,16 +2,16 @@
 decisions.md row 7): host-side masks, per output, that `ppo.sequence_logprob` weights
 (thought x `thought_coef`, action x 1).
 
-`ppo.action_span = 'field'` (default): the answer field the verifier reads, `"formula": "..."`
-for GP and `"action": "..."` for V-IRL, found on the DECODED text (so it does not depend on
-how a tokenizer happens to split ` "formula":`) and mapped to tokens through each token's
-character offset. Every output token is scored: tokens overlapping the field, from its
-opening quote to the value's closing quote, are action; all others (the reasoning, the other
-fields, closing braces, EOS) are thought. The field is located as `fields.string_field` reads
-it (the first `"key": "value"` on one line); failing that, `"key":` to the end of its line
-(an unquoted or multi-line value). When the field is absent the verifier grades the text
-"None", a failure whatever the tokens say, so no token is singled out: the whole output is
-thought.
+`ppo.action_span = 'field'` (default): the answer field the verifier reads (the task's
+`action_field`: `"formula": "..."` for GP, `"action": "..."` for V-IRL), found on the DECODED
+text (so it does not depend on how a tokenizer happens to split ` "formula":`) and mapped to
+tokens through each token's character offset. Every output token is scored: tokens
+overlapping the field, from its opening quote to the value's closing quote, are action; all
+others (the reasoning, the other fields, closing braces, EOS) are thought. The field is
+located as `fields.string_field` reads it (the first `"key": "value"` on one line); failing
+that, `"key":` to the end of its line (an unquoted or multi-line value). When the field is
+absent the verifier grades the text "None", a failure whatever the tokens say, so no token is
+singled out: the whole output is thought.
 
 `ppo.action_span = 'legacy'`: the reference rule on token ids. Find the last occurrence of
 the 3-token ` "formula":` pattern (its ids come from the real tokenizer: Llama-3 has
@@ -32,7 +32,6 @@ import numpy as np
 from jaxrl_gen.envs import fields
 
 RULES = ("field", "legacy")
-ACTION_FIELDS = {"gp": "formula", "virl": "action"}
 LEGACY_MIN_SCORED = 4
 
 

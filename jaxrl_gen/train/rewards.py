@@ -17,12 +17,12 @@ no answer). The judge sees the prompt (and image) and the answer, never the veri
 from __future__ import annotations
 
 import collections
-import fractions
 import re
 from typing import Sequence
 
 import numpy as np
 
+from jaxrl_gen import envs
 from jaxrl_gen.envs import fields
 
 # Self-consistency: hard majority above this share of the group, else the answer's frequency.
@@ -33,7 +33,6 @@ LAMBDA_HIGH = LAMBDA_LOW = 0.2
 THRESHOLD_HIGH, TEMP_HIGH = 0.95, 0.02
 THRESHOLD_LOW, TEMP_LOW = 0.40, 0.05
 NAMES = ("verifier", "majority", "self_judge")
-_MAX_DIGITS = 12  # longer numbers are not card values; refusing them bounds the arithmetic
 
 
 def _sigmoid(x):
@@ -109,36 +108,10 @@ _FLOAT = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _SCORE_FIELD = re.compile(r'"overall_score"\s*:\s*"?([-+]?(?:\d+(?:\.\d*)?|\.\d+))')
 
 
-def _gp_value(text: str) -> str | None:
-  from jaxrl_gen.envs.general_points import formula as formula_lib  # noqa: PLC0415
-  from jaxrl_gen.envs.general_points import verifier  # noqa: PLC0415
-
-  claimed = verifier.read_formula(fields.clip(text))
-  tokens = formula_lib.tokenize(claimed) if claimed != "None" else None
-  if not tokens or any(t.isdigit() and len(t) > _MAX_DIGITS for t in tokens):
-    return None
-  rpn = formula_lib.to_rpn(tokens)
-  if rpn is None:
-    return None
-  try:
-    value = formula_lib.evaluate(rpn, lambda t: fractions.Fraction(int(t)))
-  except (ZeroDivisionError, ValueError, IndexError):
-    return None
-  return str(value)
-
-
-def _virl_action(text: str) -> str | None:
-  action = fields.string_field(fields.clip(text), "action")
-  return None if action is None else " ".join(action.split())
-
-
-_ANSWER_KEYS = {"gp": _gp_value, "virl": _virl_action}
-
-
 def answer_key(task: str, text: str) -> str | None:
   """What an answer claims, comparable across a group (module docstring); None when it does
-  not parse in the task's format. Never raises on any text."""
-  return _ANSWER_KEYS[task](text)
+  not parse in the task's format (the task's `answer_key`). Never raises on any text."""
+  return envs.task(task).answer_key(text)
 
 
 def judge_score(text: str) -> float:

@@ -266,7 +266,7 @@ def _iteration(run: Trainer, state, carried: RolloutState, env, env_params, judg
     turns = config.ppo.num_steps // config.ppo.num_envs
     steps = rollout.collect(policy, carried.runner, turns, jax.random.fold_in(key, 0), timings)
     transitions = [t for s in steps for t in s]
-  success = eval_lib.GP_SUCCESS_REWARD if config.task == "gp" else None
+  success = envs.task(config.task).success_reward
   table = parallel.process_allgather(rollout.stat_table(transitions, success))
   record = rollout.episode_stats(table.reshape(-1, table.shape[-1]))
   with timings.phase("score"):

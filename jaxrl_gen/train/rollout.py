@@ -29,7 +29,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from jaxrl_gen import parallel
+from jaxrl_gen import envs, parallel
 from jaxrl_gen.envs import batch as batch_lib
 from jaxrl_gen.policy import Generation, ModelPolicy
 from jaxrl_gen.sampling import inputs as sampling_inputs
@@ -125,7 +125,7 @@ def span(processor: Processor, generation: Generation, rule: str, task: str,
   if rule == "legacy":
     return action_span.legacy_masks(generation.tokens, legacy_pattern)
   starts = token_offsets(processor, generation.tokens, generation.text)
-  return action_span.field_masks(generation.text, starts, action_span.ACTION_FIELDS[task])
+  return action_span.field_masks(generation.text, starts, envs.task(task).action_field)
 
 
 def legacy_pattern(processor: Processor) -> list[int]:

@@ -1,96 +1,77 @@
-"""V-IRL evaluation (`reference.md` §6): episodes run with a policy, per-step accuracy and
-route success, and the environment settings of the three benchmarks.
+"""V-IRL as the trainers and evaluation see it (`TASK`, a `core.Task`): the three benchmarks
+(`reference.md` §6), how an episode is scored, and what an answer claims.
 
-    accuracy = steps with reward +1 / all steps (retries and forced -1 steps included)
-    success  = routes whose every rail point was answered correctly within its budget
+    per_step_accuracy = steps rewarded +1 / all steps (retries and forced -1 steps included)
+    route_success     = routes whose every rail point was answered correctly within its budget
+
+Benchmarks: id (the training settings on `eval.route_split`), rule_ood (relative actions)
+and visual_ood (the mini benchmark in order: `eval.visual_ood_data_dir`, or the synthetic
+'mini' cities), each with `eval.verify_iter` attempts per rail point.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
-from jaxrl_gen.envs.batch import episode_key
+from jaxrl_gen.envs import core, fields
 from jaxrl_gen.envs.virl import env, verifier
 
 BENCHMARKS = ("id", "rule_ood", "visual_ood")
-# A policy answers the current observation; it also gets the state, which a model ignores
-# and the scripted expert reads.
-Policy = Callable[[env.State, tuple], str]
+# The reference StatLogger's reward table (its -1.75 is a reward this verifier never gives).
+REWARD_NAMES = {"CORRECT_ACTION": verifier.CORRECT_ACTION,
+                "INCORRECT_ACTION": verifier.INCORRECT_ACTION,
+                "INCORRECT_OBS": verifier.INCORRECT_OBS, "INCORRECT_INSTRUCTION": -1.75}
 
 
-@dataclasses.dataclass(frozen=True)
-class Episode:
-  route_index: int
-  outputs: tuple[str, ...]
-  rewards: tuple[float, ...]
-  success: bool
-
-
-def per_step_accuracy(rewards: Iterable[float]) -> float:
-  """The fraction of steps rewarded +1 (0.0 for no steps)."""
-  rewards = list(rewards)
-  return sum(r == verifier.CORRECT_ACTION for r in rewards) / len(rewards) if rewards else 0.0
-
-
-def route_success(episodes: Sequence[Episode]) -> float:
-  """The fraction of episodes that reached the destination within every budget."""
-  return sum(e.success for e in episodes) / len(episodes) if episodes else 0.0
-
-
-def expert_policy(params: env.EnvParams) -> Policy:
-  """The scripted expert: always the ground-truth answer."""
-  return lambda state, obs: env.expert_answer(state, params)
-
-
-def run_episode(policy: Policy, key, params: env.EnvParams,
-                route_index: int | None = None) -> Episode:
-  """One episode from `reset(key, params, route_index)` to termination or truncation."""
-  state, obs = env.reset(key, params, route_index)
-  outputs, rewards = [], []
-  while True:
-    answer = policy(state, obs)
-    state, obs, reward, terminated, truncated, _ = env.step(state, answer, params)
-    outputs.append(answer)
-    rewards.append(reward)
-    if terminated or truncated:
-      return Episode(state.route_index, tuple(outputs), tuple(rewards), state.is_success)
-
-
-def evaluate(policy: Policy, params: env.EnvParams, *, episodes: int | None = None,
-             seed: int = 12, ordered: bool = False) -> dict:
-  """Runs `episodes` episodes; `ordered` takes the split's routes in order (the mini
-  benchmark: all of them when `episodes` is None), else routes are drawn with replacement."""
-  if ordered:
-    count = len(env.load(params).split(params.route_split))
-    episodes = count if episodes is None else min(episodes, count)
-  elif episodes is None:
-    raise ValueError("evaluate: `episodes` is required unless ordered=True")
-  logs = [run_episode(policy, episode_key(seed, i), params, i if ordered else None)
-          for i in range(episodes)]
-  rewards = [r for e in logs for r in e.rewards]
-  return {"episodes": len(logs), "steps": len(rewards),
-          "per_step_accuracy": per_step_accuracy(rewards), "route_success": route_success(logs),
-          "logs": logs}
-
-
-def benchmark(config, name: str) -> tuple[env.EnvParams, dict]:
-  """The environment and `evaluate` arguments of a benchmark for a `configs/virl.py` config:
-  'id' (the training settings on `eval.route_split`), 'rule_ood' (relative actions) and
-  'visual_ood' (the mini benchmark in order: `eval.visual_ood_data_dir`, or the synthetic
-  'mini' cities)."""
-  if name not in BENCHMARKS:
-    raise ValueError(f"benchmark {name!r}: must be one of {BENCHMARKS}")
-  params = env.EnvParams(**config.env.to_dict())
-  if config.eval.episodes < 1 or config.eval.seed < 0:
-    raise ValueError(f"config.eval: episodes={config.eval.episodes} must be >= 1 and"
-                     f" seed={config.eval.seed} >= 0")
-  run = {"episodes": config.eval.episodes, "seed": config.eval.seed, "ordered": False}
+def benchmark(config, name: str) -> core.Benchmark:
+  """A benchmark of a `configs/virl.py` config; visual_ood runs every route of its split."""
+  params = dataclasses.replace(env.EnvParams(**config.env.to_dict()),
+                               verify_iter=config.eval.verify_iter)
   if name == "visual_ood":
     params = dataclasses.replace(params, data_dir=config.eval.visual_ood_data_dir,
                                  synthetic="mini", route_split="all", action_space="absolute")
-    return params, dict(run, episodes=None, ordered=True)
+    routes = len(env.load(params).split(params.route_split))
+    return core.Benchmark(name, "virl", params, routes, config.eval.seed, ordered=True)
   params = dataclasses.replace(params, route_split=config.eval.route_split)
   if name == "rule_ood":
     params = dataclasses.replace(params, action_space="relative")
-  return params, run
+  return core.Benchmark(name, "virl", params, config.eval.episodes, config.eval.seed)
+
+
+def episode_success(episode: Sequence) -> bool:
+  """The route was completed within every budget."""
+  return bool(episode[-1].info.get("is_success")) and episode[-1].done
+
+
+def counts(bench: core.Benchmark, transitions: Sequence, episodes: Sequence[Sequence]) -> dict:
+  """per_step_accuracy and route_success as (hits, total); see `jaxrl_gen.eval`."""
+  del bench  # every V-IRL benchmark is scored alike
+  return {
+      "per_step_accuracy": (sum(t.reward == verifier.CORRECT_ACTION for t in transitions),
+                            len(transitions)),
+      "route_success": (sum(episode_success(e) for e in episodes), len(episodes)),
+  }
+
+
+def action(text: str) -> str | None:
+  """The answer's "action" field, white space folded; None when absent."""
+  value = fields.string_field(fields.clip(text), "action")
+  return None if value is None else " ".join(value.split())
+
+
+TASK = core.Task(
+    name="virl",
+    reward_names=REWARD_NAMES,
+    action_field="action",
+    answer_key=action,
+    expert_answer=env.expert_answer,
+    episode_success=episode_success,
+    single_attempt=lambda env_settings: False,  # a route is several rail points
+    benchmarks=BENCHMARKS,
+    paper_benchmarks={"l": ("id", "rule_ood"), "vl": BENCHMARKS},
+    benchmark=benchmark,
+    counts=counts,
+    headline=lambda name: "per_step_accuracy",
+    solutions_are_episodes=True,
+)

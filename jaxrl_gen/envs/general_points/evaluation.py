@@ -1,0 +1,104 @@
+"""GeneralPoints as the trainers and evaluation see it (`TASK`, a `core.Task`): the paper's
+benchmarks (`reference.md` §2.10, §3.8), how an episode is scored, and what an answer claims.
+
+Benchmarks: id (face cards 10), rule_ood (J/Q/K = 11/12/13, a face card in every hand),
+visual_ood (GP-VL, red suits), each with `eval.verify_iter` attempts; recognition_id /
+recognition_rule_ood / recognition_visual_ood (GP-VL, one attempt, no verification).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+from typing import Sequence
+
+from jaxrl_gen.envs import core, fields
+from jaxrl_gen.envs.general_points import formula as formula_lib
+from jaxrl_gen.envs.general_points import prompts, verifier
+from jaxrl_gen.envs.general_points.params import EnvParams
+
+RULES = {
+    "id": {"face_cards_as_10": True, "ood": False},
+    "rule_ood": {"face_cards_as_10": False, "ood": True},
+    "visual_ood": {"face_cards_as_10": True, "ood": False, "color": "red"},
+}
+RECOGNITION = "recognition_"
+BENCHMARKS = tuple(RULES) + tuple(RECOGNITION + name for name in RULES)
+SUCCESS_REWARD = verifier.REWARD_FN["CORRECT_SOLUTION"]
+_VISION_REWARD = verifier.REWARD_FN["INCORRECT_VISION"]
+_MAX_DIGITS = 12  # longer numbers are not card values; refusing them bounds the arithmetic
+
+
+def benchmark(config, name: str) -> core.Benchmark:
+  """A benchmark of a `configs/gp.py` config: its rule table on the run's environment."""
+  recognition = name.startswith(RECOGNITION)
+  rule = name.removeprefix(RECOGNITION)
+  params = EnvParams(**config.env.to_dict())
+  if params.language_only and (recognition or rule == "visual_ood"):
+    raise ValueError(f"config.eval.benchmarks: {name!r} needs the GP-VL variant (card images)")
+  params = dataclasses.replace(params, **RULES[rule], verification=not recognition,
+                               verify_iter=1 if recognition else config.eval.verify_iter)
+  return core.Benchmark(name, "gp", params, config.eval.episodes, config.eval.seed)
+
+
+def episode_success(episode: Sequence) -> bool:
+  """Any attempt solved the hand."""
+  return any(t.reward == SUCCESS_REWARD for t in episode)
+
+
+def counts(bench: core.Benchmark, transitions: Sequence, episodes: Sequence[Sequence]) -> dict:
+  """success, first_attempt_success, parse_rate(_first) and (GP-VL) recognition_accuracy as
+  (hits, total); see `jaxrl_gen.eval`."""
+  graded = [t for t in transitions if t.info.get("Formula") is not None]  # not forced fails
+  first = [t for t in graded if t.attempt == 0]
+  out = {
+      "success": (sum(episode_success(e) for e in episodes), len(episodes)),
+      "first_attempt_success": (sum(e[0].reward == SUCCESS_REWARD for e in episodes),
+                                len(episodes)),
+      "parse_rate": (sum(verifier.well_formed(t.info["Formula"]) for t in graded), len(graded)),
+      "parse_rate_first": (sum(verifier.well_formed(t.info["Formula"]) for t in first),
+                           len(first)),
+  }
+  if not bench.params.language_only:
+    out["recognition_accuracy"] = (sum(t.reward != _VISION_REWARD for t in transitions),
+                                   len(transitions))
+  return out
+
+
+def headline(name: str) -> str:
+  """The metric a benchmark is plotted by (Fig. 5/6/8)."""
+  return "recognition_accuracy" if name.startswith(RECOGNITION) else "success"
+
+
+def claimed_value(text: str) -> str | None:
+  """The exact value of the answer's formula (a `Fraction` as text) by the safe parser, never
+  `eval`; None when it does not parse or holds a number of more than 12 digits."""
+  claimed = verifier.read_formula(fields.clip(text))
+  tokens = formula_lib.tokenize(claimed) if claimed != "None" else None
+  if not tokens or any(t.isdigit() and len(t) > _MAX_DIGITS for t in tokens):
+    return None
+  rpn = formula_lib.to_rpn(tokens)
+  if rpn is None:
+    return None
+  try:
+    value = formula_lib.evaluate(rpn, lambda t: fractions.Fraction(int(t)))
+  except (ZeroDivisionError, ValueError, IndexError):
+    return None
+  return str(value)
+
+
+TASK = core.Task(
+    name="gp",
+    reward_names=verifier.REWARD_FN,
+    action_field="formula",
+    answer_key=claimed_value,
+    expert_answer=lambda state, params: prompts.expert_answer(state.hand, params),
+    episode_success=episode_success,
+    single_attempt=lambda env: not env.verification,  # verification off: one attempt
+    benchmarks=BENCHMARKS,
+    paper_benchmarks={"l": ("id", "rule_ood"), "vl": BENCHMARKS},
+    benchmark=benchmark,
+    counts=counts,
+    headline=headline,
+    success_reward=SUCCESS_REWARD,
+)
