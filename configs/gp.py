@@ -35,6 +35,10 @@ GeneralPoints adds
                           revision (only the final answer is supervised). The toy presets use
                           4 (= verify_iter - 1): a model from random init has never seen a
                           revision turn, and answers them with unparseable text otherwise.
+    data.rules            'env': every example under config.env's rule | 'family': each hand's
+                          J/Q/K values and target drawn from the pre-training family
+                          (`jaxrl_gen.envs.general_points.rules`; never the rule-OOD
+                          benchmark's 11/12/13), the rule stated in its prompt.
 Reference values (`reference.md` §5): lr 1e-6 (GP-L) / 5e-7 (GP-VL), 400 steps of global batch
 128; the toy presets (tiny, small) use lr 1e-3, 300 steps, batch 32.
 
@@ -42,6 +46,14 @@ Environment switches (`reference.md` §2, `decisions.md` rows 1-5), reference va
 defaults:
     env.target            24: the number the formula must reach.
     env.face_cards_as_10  True: J/Q/K count 10 (the ID rule); False: 11/12/13 (rule OOD).
+    env.face_values       (): the rule face_cards_as_10 names | (j, q, k): J, Q and K count these
+                          values (the prompt states them; the benchmarks set their own rule).
+    env.prompt            'reference': the reference's prompt and answer layout, byte for byte
+                          (what real checkpoints were trained on) | 'compact': the same rule,
+                          target and cards in a one-line prompt and a one-line JSON answer
+                          ("J=10 Q=10 K=10. Target 24. Cards: A, 3, K, 6." ->
+                          {"number": [...], "formula": "..."}), for models trained from
+                          scratch on a CPU (configs/gp_mini.py).
     env.ood               False: True puts at least one J/Q/K in every hand (rule-OOD evaluation).
     env.color             suit colours of every card: 'mixed' (GP-L) | 'black' (GP-VL train and
                           ID) | 'red' (GP-VL visual OOD).
@@ -118,6 +130,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.env.resolution = 1200
   config.env.formula_label = False
   config.env.card_assets = ""
+  config.env.face_values = ()
+  config.env.prompt = "reference"
 
   config.eval = ml_collections.ConfigDict()
   config.eval.benchmarks = "all"
@@ -125,6 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.seed = 42
   config.eval.verify_iter = 5
   config.eval.batch_size = 8
+  config_lib.eval_repeats(config)
 
   config.ppo = config_lib.ppo_config(num_updates=20, lr=1e-6, toy=toy,
                                       mode=choice.mode)
@@ -136,7 +151,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.experiment = config_lib.experiment_config(
       init_steps=1200 if toy else 400, rl_updates=150 if toy else 20)
   config_lib.train_config(config, lr=5e-7 if vision else 1e-6, steps=400,
-                          extra_data={"formula": "random", "revisions": 4 if toy else 0})
+                          extra_data={"formula": "random", "revisions": 4 if toy else 0,
+                                      "rules": "env"})
   config.text = config_lib.text_config()
 
   config.lock()

@@ -140,6 +140,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.seed = 12
   config.eval.verify_iter = 2
   config.eval.batch_size = 8
+  config_lib.eval_repeats(config)
   config.eval.visual_ood_data_dir = ""
 
   config.ppo = config_lib.ppo_config(num_updates=15, lr=1e-7 if vision else 1e-6, toy=toy,

@@ -134,8 +134,13 @@ def text_config() -> ml_collections.ConfigDict:
                           template, and image processor config) to use.
       text.date_string    '26 Jul 2024': the chat template's "Today Date" (fixed, so prompts
                           do not change with the calendar).
+      text.chat_template  '': the tokenizer's own chat template | 'plain': Llama-3's turn
+                          format without the system block of dates the Llama-3.2-Vision
+                          template adds to text-only chats (27 fewer tokens a prompt; for
+                          models trained from scratch, configs/gp_mini.py).
   """
-  return ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024"})
+  return ml_collections.ConfigDict({"tokenizer": "", "date_string": "26 Jul 2024",
+                                    "chat_template": ""})
 
 
 def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
@@ -224,6 +229,21 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   config.log = ml_collections.ConfigDict({"every": 10, "tensorboard": True, "progress": True})
 
 
+def eval_repeats(config: ml_collections.ConfigDict) -> None:
+  """Adds the evaluation keys every task shares to `config.eval` (`jaxrl_gen.eval`):
+
+      eval.seeds          1: evaluation seeds; k > 1 runs each benchmark again from seeds
+                          eval.seed + 1 .. + k-1 (other hands or routes, other sampling keys,
+                          logs <benchmark>.seed<j>.jsonl) and scores the pooled episodes, with
+                          the headline's spread across seeds as <metric>_seed_std.
+      eval.probes         0: off; n > 0 also runs the memorization probes at each evaluation
+                          on the first n SFT training pairs of config.data and n held-out ones
+                          (`jaxrl_gen.probes`: exact matches of training targets, the NLL gap).
+  """
+  config.eval.seeds = 1
+  config.eval.probes = 0
+
+
 def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
                    num_devices: int | None = None, files: bool = True) -> None:
   """The training sections: sizes that divide, choices that exist, patterns that compile."""
@@ -231,6 +251,10 @@ def validate_train(config: ml_collections.ConfigDict, process_count: int = 1,
 
   sft, data, optim = config.sft, config.data, config.optim
   _one_of(config, "data.source", ("env", "llava"))
+  if "rules" in config.data:  # GP's pre-training family (`envs.general_points.rules`)
+    from jaxrl_gen.envs.general_points import rules  # noqa: PLC0415  (JAX-free)
+
+    _one_of(config, "data.rules", rules.RULE_SETS)
   _one_of(config, "optim.schedule", ("cosine", "constant"))
   _one_of(config, "optim.moment_dtype", ("float32", "bfloat16"))
   for key, value, low in (("sft.steps", sft.steps, 1), ("sft.batch_size", sft.batch_size, 1),
@@ -456,9 +480,17 @@ def validate_grpo(config: ml_collections.ConfigDict) -> None:
            "(--config.env.verification=False; GP only, V-IRL routes are multi-step)")
 
 
-def experiment_config(*, init_steps: int, rl_updates: int) -> ml_collections.ConfigDict:
+def experiment_config(*, init_steps: int, rl_updates: int, pretrain_steps: int = 0
+                      ) -> ml_collections.ConfigDict:
   """The `config.experiment` section (`jaxrl-gen experiment`, `jaxrl_gen.experiment`).
 
+      experiment.pretrain_steps  0: none (a real checkpoint was pre-trained); k > 0: k SFT
+                              steps from random init before the warm-up on expert answers
+                              under rules drawn from a family (`data.rules='family'`,
+                              `envs.general_points.rules`: stated J/Q/K values and targets,
+                              never the rule-OOD benchmark's), one pass over k x sft.batch_size
+                              examples, so the model can read a stated rule. Not counted in
+                              the branches' FLOPs, as the paper does not count pre-training.
       experiment.init_steps   SFT warm-up steps (the task's SFT length; toy presets: 1200 on
                               the single-turn expert data, what a tiny model needs from random
                               init to solve some hands).
@@ -471,8 +503,9 @@ def experiment_config(*, init_steps: int, rl_updates: int) -> ml_collections.Con
                               reward) and grpo_judge (GRPO on the self-judged reward, no
                               verifier reward), each at the rl branch's training FLOPs.
   """
-  return ml_collections.ConfigDict({"init_steps": init_steps, "rl_updates": rl_updates,
-                                    "evals": 4, "branches": "rl,sft"})
+  return ml_collections.ConfigDict({"pretrain_steps": pretrain_steps, "init_steps": init_steps,
+                                    "rl_updates": rl_updates, "evals": 4,
+                                    "branches": "rl,sft"})
 
 
 def validate_ppo(config: ml_collections.ConfigDict) -> None:

@@ -58,6 +58,7 @@ from jaxrl_gen.envs import batch, core
 Policy = Callable[[list[core.Conversation], Any], list[str]]
 
 AGGREGATED_ERROR = "AGGREGATED_ERROR"
+PROBE_STREAM = 2**31 - 1  # the probes' sampling keys: folded apart from the benchmarks' (0, 1, ..)
 CORRECT_SOLUTION = "CORRECT_SOLUTION"
 
 
@@ -85,7 +86,8 @@ def benchmark(config, name: str) -> core.Benchmark:
 
 def benchmarks(config) -> list[core.Benchmark]:
   """The benchmarks `config.eval.benchmarks` names (a comma list, or 'all')."""
-  for key, low in (("episodes", 1), ("seed", 0), ("verify_iter", 1), ("batch_size", 1)):
+  for key, low in (("episodes", 1), ("seed", 0), ("verify_iter", 1), ("batch_size", 1),
+                   ("seeds", 1), ("probes", 0)):
     value = config.eval[key]
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.eval.{key}={value!r}: must be an integer >= {low}")
@@ -257,12 +259,8 @@ def _episodes(transitions: Sequence[batch.Transition]) -> list[list[batch.Transi
 def score(bench: core.Benchmark, transitions: Sequence[batch.Transition]) -> dict:
   """The benchmark's metrics and their binomial error bars (see the module docstring)."""
   episodes = _episodes(transitions)
-  out = {"episodes": len(episodes), "steps": len(transitions)}
-  for name, (hits, total) in envs.task(bench.task).counts(bench, transitions, episodes).items():
-    p = hits / total if total else 0.0
-    out[name] = p
-    out[name + "_stderr"] = math.sqrt(p * (1 - p) / total) if total else 0.0
-  return out
+  return {"episodes": len(episodes), "steps": len(transitions),
+          **rates(envs.task(bench.task).counts(bench, transitions, episodes))}
 
 
 def stat_log(task: str, transitions: Sequence[batch.Transition]) -> dict:
@@ -328,20 +326,58 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
   batch_size = batch_size or config.eval.batch_size
   for i, bench in enumerate(benchmarks(config) if benches is None else benches):
     bench_key = None if key is None else jax.random.fold_in(key, i)
-    log = None
-    if log_dir is not None:  # every process runs all episodes; process 0 writes
-      settings = None if resume is None else {
-          "policy": resume, "benchmark": repr(bench), "batch_size": batch_size,
-          "key": None if bench_key is None else np.asarray(jax.random.key_data(bench_key)),
-          "sampling": getattr(policy, "sampling_kwargs", None)}
-      log = EpisodeLog(os.path.join(log_dir, f"{bench.name}.jsonl"), bench.task, settings)
-    transitions = run(policy, bench, batch_size=batch_size, key=bench_key, progress=progress,
-                      log=log)
-    if log is not None:
-      log.finish(transitions)
-    results[bench.name] = dict(score(bench, transitions), task=bench.task,
-                               metric=envs.task(bench.task).headline(bench.name))
+    runs = []
+    for k in range(config.eval.seeds):  # seed k > 0: its own hands, keys and log
+      seeded = dataclasses.replace(bench, seed=bench.seed + k)
+      seed_key = bench_key if k == 0 or bench_key is None else jax.random.fold_in(bench_key, k)
+      name = bench.name if k == 0 else f"{bench.name}.seed{k}"
+      log = None
+      if log_dir is not None:  # every process runs all episodes; process 0 writes
+        settings = None if resume is None else {
+            "policy": resume, "benchmark": repr(seeded), "batch_size": batch_size,
+            "key": None if seed_key is None else np.asarray(jax.random.key_data(seed_key)),
+            "sampling": getattr(policy, "sampling_kwargs", None)}
+        log = EpisodeLog(os.path.join(log_dir, f"{name}.jsonl"), bench.task, settings)
+      transitions = run(policy, seeded, batch_size=batch_size, key=seed_key,
+                        progress=progress, log=log)
+      if log is not None:
+        log.finish(transitions)
+      runs.append(transitions)
+    results[bench.name] = pooled_score(bench, runs)
+  if config.eval.probes:
+    from jaxrl_gen import probes  # noqa: PLC0415  (regenerates expert data: on use only)
+
+    probe_key = jax.random.fold_in(jax.random.key(config.eval.seed) if key is None else key,
+                                   PROBE_STREAM)
+    results[probes.NAME] = rates(probes.run(policy, config, probe_key))
   return results
+
+
+def pooled_score(bench: core.Benchmark, runs: Sequence[Sequence[batch.Transition]]) -> dict:
+  """`score` over the episodes of every evaluation seed (episode ids kept apart), and with
+  several seeds the spread of the headline metric across them (`<metric>_seed_std`)."""
+  headline = envs.task(bench.task).headline(bench.name)
+  offset = bench.episodes
+  pooled = [dataclasses.replace(t, episode=t.episode + k * offset)
+            for k, transitions in enumerate(runs) for t in transitions]
+  out = dict(score(bench, pooled), task=bench.task, metric=headline)
+  if len(runs) > 1:
+    out[f"{headline}_seed_std"] = float(np.std([score(bench, t)[headline] for t in runs]))
+  return out
+
+
+def rates(counts: dict) -> dict:
+  """(hits, total) counts as rates with binomial stderr; numbers kept as they are."""
+  out = {}
+  for name, value in counts.items():
+    if isinstance(value, tuple):
+      hits, total = value
+      p = hits / total if total else 0.0
+      out[name] = p
+      out[name + "_stderr"] = math.sqrt(p * (1 - p) / total) if total else 0.0
+    else:
+      out[name] = value
+  return out
 
 
 def flat_metrics(results: dict[str, dict]) -> dict[str, float]:
@@ -357,7 +393,7 @@ def format_table(results: dict[str, dict]) -> str:
     for metric in [m for m in scores if f"{m}_stderr" in scores]:
       rows.append((name, metric + (" *" if metric == scores.get("metric") else ""),
                    f"{scores[metric]:.4f}", f"{scores[metric + '_stderr']:.4f}",
-                   str(scores["episodes"]), str(scores["steps"])))
+                   str(scores.get("episodes", "")), str(scores.get("steps", ""))))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
   return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:] + ["(* the headline metric)"])

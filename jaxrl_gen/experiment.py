@@ -2,22 +2,28 @@
 at equal training compute, more SFT and PPO, evaluated on the ID and OOD benchmarks along
 the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
 
-    run_experiment(config, workdir)     # jaxrl-gen experiment --config=configs/gp.py:l,tiny
+    run_experiment(config, workdir)     # jaxrl-gen experiment --config=configs/gp_mini.py
 
-<workdir>/init  the SFT warm-up (config.experiment.init_steps steps), evaluated once
+<workdir>/pretrain  with `experiment.pretrain_steps`: SFT from random init on expert answers
+                under rules drawn from a family (`data.rules='family'`), evaluated once
+<workdir>/init  the SFT warm-up (config.experiment.init_steps steps; from the pre-trained
+                model when there is one), evaluated once: the branches' shared init
 <workdir>/rl    PPO from the warm-up (config.ppo, experiment.rl_updates updates)
 <workdir>/sft   SFT from the warm-up, as many steps as the RL branch's FLOPs buy
 <workdir>/grpo, <workdir>/grpo_judge   with `experiment.branches` naming them: GRPO from the
                 warm-up on the verifier's reward, and on the self-judged reward (no verifier
                 reward; single-attempt episodes), each for the updates the RL branch's FLOPs
                 buy (measured on a one-update probe run, <workdir>/<branch>_probe)
-<workdir>/curves.jsonl, <workdir>/generalization.png, <workdir>/summary.json
+<workdir>/curves.jsonl, generalization.png, probes.png (with `eval.probes` or a rule-OOD
+                benchmark: the memorization probes against FLOPs), summary.json, summary.md
+                (the table of every phase's end)
 
 Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
 continues where it stopped; rerun with more benchmarks (config.eval.benchmarks), it trains
-nothing and evaluates the warm-up and each branch's end on them. FLOPs are counted as the
+nothing and evaluates the warm-up and each branch's end on them. Each training phase's bar
+shows `phase k/N` and the whole job's ETA (`metrics.JobClock`). FLOPs are counted as the
 paper does: the branches' x axis is the warm-up's 6 N D_init plus the branch's own (SFT:
-6 N D; RL: 6 N D_RL + 2 N D_buffer).
+6 N D; RL: 6 N D_RL + 2 N D_buffer); pre-training, like the 11B model's, is not counted.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from jaxrl_gen import eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
+from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.train import loop as sft_loop, restore, rl
@@ -133,84 +139,171 @@ def grpo_branch_config(config, branch: str, init_dir: str, updates: int, every: 
 
 
 def grpo_updates_for(flops: float, config, branch: str, init_dir: str, probe_dir: str,
-                     desc: str | None = None) -> int:
-  """GRPO updates whose training FLOPs equal `flops`, at the rate of a one-update probe run."""
-  rl.run_rl(grpo_branch_config(config, branch, init_dir, 1, 0), probe_dir, desc=desc)
+                     **progress) -> int:
+  """GRPO updates whose training FLOPs equal `flops`, at the rate of a one-update probe run
+  (`progress`: the run's bar label and job clock)."""
+  rl.run_rl(grpo_branch_config(config, branch, init_dir, 1, 0), probe_dir, **progress)
   per_update = _last(_records(probe_dir), "train/flops")
   return max(1, round(flops / per_update))
 
 
-def run_experiment(config, workdir: str) -> dict:
-  """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json)."""
+# A unit's seconds before this machine measured one (the miniature's phases on 2 CPU cores,
+# benchmarks/mini_study.py): they only shape the first minutes' ETA.
+PRIORS = {"sft": 0.4, "rl": 10.0, "eval": 40.0}
+SFT_STEPS_PER_RL_UPDATE = 15  # the SFT branch's length before the RL branch's FLOPs are known
+
+
+def parse_branches(config) -> tuple[str, ...]:
   exp = config.experiment
   branches = tuple(b.strip() for b in exp.branches.split(",") if b.strip())
   unknown = [b for b in branches if b not in BRANCHES]
   if unknown or "rl" not in branches:
     raise ValueError(f"config.experiment.branches={exp.branches!r}: a comma list of "
                      f"{', '.join(BRANCHES)} with rl (the FLOPs budget) in it")
-  dirs = {name: os.path.join(workdir, name) for name in ("init",) + branches}
+  return branches
+
+
+def job_plan(config, branches) -> list[tuple[str, str, int]]:
+  """The experiment's phases as (name, kind, units) in the order they run."""
+  exp = config.experiment
+  phases = []
+  if exp.pretrain_steps:
+    phases += [("pre-training", "sft", exp.pretrain_steps), ("pre-training eval", "eval", 1)]
+  phases += [("warm-up", "sft", exp.init_steps), ("warm-up eval", "eval", 1),
+             ("rl", "rl", exp.rl_updates)]
+  if "sft" in branches:
+    phases.append(("sft", "sft", exp.rl_updates * SFT_STEPS_PER_RL_UPDATE))
+  for branch in branches:
+    if branch in GRPO_BRANCHES:
+      phases += [(f"{branch} probe", "rl", 1), (branch, "rl", exp.rl_updates)]
+  return phases
+
+
+def run_experiment(config, workdir: str) -> dict:
+  """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json)."""
+  exp = config.experiment
+  branches = parse_branches(config)
+  dirs = {name: os.path.join(workdir, name) for name in ("pretrain", "init") + branches}
   num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
+  plan = job_plan(config, branches)
+  job = metrics_lib.JobClock(plan, PRIORS)
+  trained = [name for name, kind, _ in plan if kind != "eval"]
 
-  # Training phases: the warm-up, each branch, and a probe before each GRPO branch.
-  phases = 1 + len(branches) + sum(b in GRPO_BRANCHES for b in branches)
-  phase = iter(range(1, phases + 1))
+  def start(name: str) -> dict:
+    """Enters a training phase: its progress bar's label and the job's clock."""
+    job.phase(name)
+    return {"desc": f"phase {trained.index(name) + 1}/{len(trained)} {name}", "job": job}
 
-  def desc(name: str) -> str:
-    return f"phase {next(phase)}/{phases} {name}"
-
-  init_config = branch_config(config, "sft", **{"sft.steps": exp.init_steps})
+  evaluations = {}
+  init_changes = {"sft.steps": exp.init_steps}
+  if exp.pretrain_steps:
+    pretrain_config = branch_config(config, "sft", **{
+        "sft.steps": exp.pretrain_steps, "data.rules": "family",
+        "data.train_size": exp.pretrain_steps * config.sft.batch_size})
+    logging.warning("experiment: pre-training (%d steps on the rule family) in %s",
+                    exp.pretrain_steps, dirs["pretrain"])
+    sft_loop.run_sft(pretrain_config, dirs["pretrain"], **start("pre-training"))
+    with job.timed("pre-training eval"):
+      evaluations["pretrain"] = evaluate_checkpoint(config, dirs["pretrain"],
+                                                    os.path.join(dirs["pretrain"], "eval"))
+    init_changes["sft.init"] = dirs["pretrain"]
+  init_config = branch_config(config, "sft", **init_changes)
   logging.warning("experiment: SFT warm-up (%d steps) in %s", exp.init_steps, dirs["init"])
-  sft_loop.run_sft(init_config, dirs["init"], desc=desc("warm-up"))
+  sft_loop.run_sft(init_config, dirs["init"], **start("warm-up"))
   init_records = _records(dirs["init"])
   init_flops = _last(init_records, "train/flops")
-  init_eval = evaluate_checkpoint(config, dirs["init"], os.path.join(dirs["init"], "eval"))
+  with job.timed("warm-up eval"):
+    evaluations["init"] = dict(evaluate_checkpoint(config, dirs["init"],
+                                                   os.path.join(dirs["init"], "eval")),
+                               flops=init_flops)
 
   every = max(1, exp.rl_updates // max(exp.evals, 1))
   rl_config = branch_config(config, "rl", **{
       "ppo.init": dirs["init"], "ppo.num_updates": exp.rl_updates, "ppo.eval_every": every})
   logging.warning("experiment: RL branch (%d updates) in %s", exp.rl_updates, dirs["rl"])
-  rl.run_rl(rl_config, dirs["rl"], desc=desc("rl"))
+  rl.run_rl(rl_config, dirs["rl"], **start("rl"))
   rl_flops = _last(_records(dirs["rl"]), "train/flops")
 
   if "sft" in branches:
     steps = sft_steps_for(rl_flops, init_records, num_params)
+    job.plan("sft", steps)
     sft_config = branch_config(config, "sft", **{
         "sft.init": dirs["init"], "sft.steps": steps,
         "sft.eval_every": max(1, steps // max(exp.evals, 1)),
         "sft.eval_episodes": config.eval.episodes})
     logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
                     steps, rl_flops, dirs["sft"])
-    sft_loop.run_sft(sft_config, dirs["sft"], desc=desc("sft"))
+    sft_loop.run_sft(sft_config, dirs["sft"], **start("sft"))
 
   for branch in branches:
     if branch not in GRPO_BRANCHES:
       continue
     updates = grpo_updates_for(rl_flops, config, branch, dirs["init"],
-                               os.path.join(workdir, f"{branch}_probe"), desc(f"{branch} probe"))
+                               os.path.join(workdir, f"{branch}_probe"),
+                               **start(f"{branch} probe"))
+    job.plan(branch, updates)
     logging.warning("experiment: %s branch (%d updates, the RL branch's %.3g FLOPs) in %s",
                     branch, updates, rl_flops, dirs[branch])
     rl.run_rl(grpo_branch_config(config, branch, dirs["init"], updates,
                                  max(1, updates // max(exp.evals, 1))), dirs[branch],
-              desc=desc(branch))
+              **start(branch))
+  job.finish()
 
-  curves = [dict(init_eval, branch=branch, flops=init_flops) for branch in branches]
+  curves = [dict(evaluations["init"], branch=branch) for branch in branches]
   for branch in branches:
     curves += [dict(point, branch=branch)
                for point in branch_curve(config, dirs[branch], init_flops)]
-  return _report(workdir, curves, init_eval, branches)
+  return _report(config, workdir, curves, evaluations, branches)
 
 
-def _report(workdir: str, curves: list[dict], init_eval: dict, branches) -> dict:
+def _report(config, workdir: str, curves: list[dict], evaluations: dict, branches) -> dict:
+  """curves.jsonl, the figures, summary.json and summary.md (the table of the ends)."""
   path = os.path.join(workdir, "curves.jsonl")
   with open(path, "w") as f:
     for record in curves:
       f.write(json.dumps({k: v for k, v in record.items()
                           if k in ("branch", "flops", "step") or k.startswith("eval/")}) + "\n")
-  figure = plots.plot(plots.read_records([path]), os.path.join(workdir, "generalization.png"))
-  summary = {"init": init_eval, "figure": figure}
+  records = plots.read_records([path])
+  names = [bench.name for bench in eval_lib.benchmarks(config)]
+  summary = {**evaluations,
+             "figure": plots.plot(records, os.path.join(workdir, "generalization.png"),
+                                  panels=names)}
+  if config.eval.probes or any(f"eval/{n}/training_rule" in r for r in records for n in names):
+    summary["probes_figure"] = plots.plot_probes(records, os.path.join(workdir, "probes.png"))
   for branch in branches:
     last = [r for r in curves if r["branch"] == branch][-1]
     summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
+  rows = {name: summary[name] for name in ("pretrain", "init", *branches) if name in summary}
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    headlines = [(n, envs.task(config.task).headline(n)) for n in names]
+    f.write(summary_table(rows, headlines) + "\n")
   return summary
+
+
+def summary_table(rows: dict[str, dict], benchmarks) -> str:
+  """A Markdown table: one row per phase end, the (benchmark, headline metric) scores with
+  error bars and the memorization probes where measured."""
+  columns = [(f"{name} {metric}", f"eval/{name}/{metric}") for name, metric in benchmarks]
+  columns += [(label, key) for label, key in PROBE_COLUMNS
+              if any(key in r for r in rows.values())]
+  lines = ["| phase | FLOPs | " + " | ".join(label for label, _ in columns) + " |",
+           "|---" * (len(columns) + 2) + "|"]
+  for phase, r in rows.items():
+    cells = [phase, f"{r['flops']:.3g}" if "flops" in r else "-"]
+    for _, key in columns:
+      if key not in r:
+        cells.append("-")
+      elif key + "_stderr" in r:
+        cells.append(f"{100 * r[key]:.1f} ± {100 * r[key + '_stderr']:.1f}%")
+      else:
+        cells.append(f"{r[key]:.3f}")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+PROBE_COLUMNS = (("OOD answers using J/Q/K=10", "eval/rule_ood/training_rule"),
+                 ("exact match, train", "eval/memorization/exact_match_train"),
+                 ("exact match, held out", "eval/memorization/exact_match_heldout"),
+                 ("NLL gap (held out - train)", "eval/memorization/nll_gap"))

@@ -48,6 +48,10 @@ flags.DEFINE_enum("distributed", "none", ["none", "auto", "manual"],
 flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=manual).")
 flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=manual).")
 flags.DEFINE_integer("process_id", -1, "This process's index (--distributed=manual).")
+flags.DEFINE_string("compile_cache", "",
+                    "JAX's persistent compilation cache directory (a path or gs://...): "
+                    "compiled steps are reused by later runs; '' = off (the experiment "
+                    "command uses <workdir>/compile_cache).")
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,6 +152,16 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+def enable_compile_cache(path: str) -> None:
+  """Every compiled program is written to (and found in) `path`, whatever its compile time:
+  a rerun, or a later phase compiling the same step, loads it instead of compiling."""
+  import jax  # noqa: PLC0415
+
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _validate(config) -> None:
   """The config's own checks, then the data files its environment reads."""
   config_lib.validate(config)
@@ -192,6 +206,8 @@ def run(argv: list[str] | None = None):
     except (config_lib.ConfigError, ValueError) as e:
       print(f"jaxrl-gen: {e}", file=sys.stderr)
       sys.exit(2)
+    if FLAGS.compile_cache:
+      enable_compile_cache(FLAGS.compile_cache)
     command.main(config, FLAGS.workdir)
 
   app.run(main, argv=[f"jaxrl-gen {name}"] + rest, flags_parser=_parse_flags)

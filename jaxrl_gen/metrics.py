@@ -158,11 +158,107 @@ SMOOTHING = 0.05
 
 
 def progress(total: int, initial: int, enabled: bool = True, *, desc: str | None = None,
-             unit: str = "step"):
+             unit: str = "step", job: "JobClock | None" = None):
   """A tqdm bar over `total` units (process 0, and only when `enabled`), redrawn as each unit
-  ends, with a smoothed rate and ETA; `desc` labels it (e.g. 'phase 2/5 sft')."""
+  ends, with a smoothed rate and ETA; `desc` labels it (e.g. 'phase 2/5 sft'). With `job`,
+  the bar is one phase of a longer job and its label also shows the whole job's ETA."""
   from tqdm import tqdm
 
-  return tqdm(total=total, initial=initial, desc=desc, unit=unit, miniters=1,
-              smoothing=SMOOTHING, dynamic_ncols=True,
-              disable=not enabled or jax.process_index() != 0)
+  bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, miniters=1,
+             smoothing=SMOOTHING, dynamic_ncols=True,
+             disable=not enabled or jax.process_index() != 0)
+  if job is not None:
+    job.attach(bar, desc or "")
+  return bar
+
+
+class JobClock:
+  """The ETA of a job made of phases (the experiment: pre-training, warm-up, branches, ...).
+
+      job = JobClock([("pre-training", "sft", 600), ("warm-up", "sft", 100), ("rl", "rl", 20),
+                      ...], priors={"sft": 0.4, "rl": 8.0})   # seconds a unit, rough
+      job.phase("warm-up"); run_sft(..., job=job)              # its bar shows the job's ETA
+
+  Each phase has a kind and a number of units (steps, updates, evaluations). The ETA is the
+  remaining units of every phase times its kind's seconds a unit: measured on this machine as
+  soon as a phase of that kind has run two units (the first, which compiles, is left out),
+  the prior before. `attach` hooks a phase's progress bar; each redraw then shows
+  '[job 37% ETA 6:12]' after the phase's label. `units` may be revised (`plan`) once known,
+  e.g. a branch whose length follows from another's FLOPs."""
+
+  def __init__(self, phases, priors):
+    self.units = {name: float(units) for name, _, units in phases}
+    self.kinds = {name: kind for name, kind, _ in phases}
+    self.rates = {kind: float(seconds) for kind, seconds in priors.items()}
+    self.done: dict[str, float] = dict.fromkeys(self.units, 0.0)
+    self.current: str | None = None
+
+  def plan(self, name: str, units: float):
+    self.units[name] = float(units)
+
+  def phase(self, name: str):
+    """`name` runs now; the phase before it finished."""
+    if self.current is not None:
+      self.done[self.current] = self.units[self.current]
+    self.current = name
+
+  def finish(self):
+    """The running phase finished."""
+    if self.current is not None:
+      self.done[self.current] = self.units[self.current]
+
+  def eta(self) -> float:
+    """Seconds left for the whole job."""
+    return sum(max(self.units[k] - self.done[k], 0.0) * self.rates.get(self.kinds[k], 0.0)
+               for k in self.units)
+
+  def describe(self) -> str:
+    total = sum(self.units[k] * self.rates.get(self.kinds[k], 0.0) for k in self.units)
+    left = self.eta()
+    minutes, seconds = divmod(int(round(left)), 60)
+    share = 100 * (1 - left / total) if total else 100.0
+    return f"job {share:.0f}% ETA {minutes}:{seconds:02d}"
+
+  def attach(self, bar, label: str):
+    """Follows `bar` (the running phase's, over its units): the phase's done units, and its
+    kind's seconds a unit once two units ran here."""
+    name = self.current
+    if name is None:
+      return
+    kind, first = self.kinds[name], None  # (time, units) when the first unit here ended
+    update = bar.update
+
+    def update_with_job(n=1):
+      nonlocal first
+      result = update(n)
+      self.done[name] = float(bar.n)
+      now = time.perf_counter()
+      if first is None:
+        first = (now, bar.n)
+      elif bar.n > first[1]:
+        self.rates[kind] = (now - first[0]) / (bar.n - first[1])
+      bar.set_description_str(f"{label} [{self.describe()}]")
+      return result
+
+    self.done[name] = float(bar.n)
+    bar.update = update_with_job
+    bar.set_description_str(f"{label} [{self.describe()}]", refresh=False)
+
+  def timed(self, name: str):
+    """A context for a phase without a bar (e.g. an evaluation): its seconds measure its
+    kind's rate, one unit."""
+    clock = self
+
+    class _Timed:
+      def __enter__(self):
+        clock.phase(name)
+        self.started = time.perf_counter()
+
+      def __exit__(self, *exc):
+        seconds = time.perf_counter() - self.started
+        if seconds > 1.0:  # not a cached result
+          clock.rates[clock.kinds[name]] = seconds / max(clock.units[name], 1.0)
+        clock.done[name] = clock.units[name]
+        return False
+
+    return _Timed()

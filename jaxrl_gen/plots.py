@@ -30,7 +30,7 @@ from scipy.signal import savgol_filter  # noqa: E402
 
 SMOOTH_ORDER = 3
 BRANCH_COLORS = {"sft": "tab:red", "rl": "tab:blue", "init": "tab:gray", "grpo": "tab:green",
-                 "grpo_judge": "tab:purple"}
+                 "grpo_judge": "tab:purple", "pretrain": "tab:olive"}
 BRANCH_LINES = {"sft": "--"}  # dashed, so a branch drawn over another's scores stays visible
 # The metric a panel shows when none is named: the paper's for each kind of benchmark.
 METRIC_ORDER = ("success", "per_step_accuracy", "route_success", "recognition_accuracy")
@@ -54,12 +54,14 @@ def read_records(paths: Iterable[str]) -> list[dict]:
 
 
 def benchmarks_in(records: Sequence[dict]) -> list[str]:
-  """Benchmark names with at least one score, in order of first appearance."""
+  """Benchmark names with at least one headline score (`METRIC_ORDER`; not the probes), in
+  order of first appearance."""
   names = []
   for record in records:
     for key in record:
       parts = key.split("/")
-      if len(parts) == 3 and parts[0] == "eval" and parts[1] not in names:
+      if (len(parts) == 3 and parts[0] == "eval" and parts[1] not in names
+          and parts[2] in METRIC_ORDER):
         names.append(parts[1])
   return names
 
@@ -103,25 +105,59 @@ def plot(records: Sequence[dict], out_path: str, *, panels: Sequence[str] | None
   panels = list(panels or benchmarks_in(records))
   if not panels:
     raise ValueError("no eval/<benchmark>/<metric> scores with branch and flops to plot")
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-  for ax, benchmark in zip(axes[0], panels):
+  specs = []
+  for benchmark in panels:
     name = metric or default_metric(records, benchmark)
-    curves = series(records, benchmark, name)
-    if not curves:
-      raise ValueError(f"no eval/{benchmark}/{name} scores in the records")
-    for branch, (flops, score, stderr) in sorted(curves.items()):
-      color = BRANCH_COLORS.get(branch.lower())
-      ax.errorbar(flops, 100 * score, yerr=100 * stderr, fmt="o", ms=3, capsize=2,
-                  color=color, alpha=0.45 if smooth_window else 0.9)
-      line = smooth(score, smooth_window) if smooth_window else score
-      ax.plot(flops, 100 * line, BRANCH_LINES.get(branch.lower(), "-"), color=color,
-              label=branch.upper())
-    low, high = ax.get_ylim()  # at most a sliver below 0%, and at least 5% tall
-    high = max(high, 5.0)
-    ax.set_ylim(max(low, -0.03 * high), high)
-    ax.set_title(f"{benchmark}: {name.replace('_', ' ')}")
+    specs.append((f"{benchmark}: {name.replace('_', ' ')}", [(benchmark, name, "-")], "%"))
+  return _figure(records, out_path, specs, smooth_window, title)
+
+
+# The memorization probes' panels: (title, [(benchmark, metric, line style)], unit).
+PROBE_PANELS = (
+    ("rule OOD: answers using J/Q/K = 10", [("rule_ood", "training_rule", "-")], "%"),
+    ("exact match of SFT targets (train —, held out ··)",
+     [("memorization", "exact_match_train", "-"),
+      ("memorization", "exact_match_heldout", ":")], "%"),
+    ("NLL gap, held out - train (nats/token)", [("memorization", "nll_gap", "-")], "nats"),
+)
+
+
+def plot_probes(records: Sequence[dict], out_path: str, *, title: str | None = None) -> str:
+  """The memorization probes (`jaxrl_gen.probes`) against training FLOPs, one panel each of
+  those the records hold."""
+  specs = [(name, lines, unit) for name, lines, unit in PROBE_PANELS
+           if any(series(records, b, m) for b, m, _ in lines)]
+  if not specs:
+    raise ValueError("no memorization probes in the records")
+  return _figure(records, out_path, specs, None, title)
+
+
+def _figure(records, out_path, specs, smooth_window, title) -> str:
+  """Panels of (title, [(benchmark, metric, style)], unit): one curve per branch and line."""
+  fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 3.4), squeeze=False)
+  for ax, (name, lines, unit) in zip(axes[0], specs):
+    scale = 100.0 if unit == "%" else 1.0
+    drawn = False
+    for benchmark, metric, style in lines:
+      curves = series(records, benchmark, metric)
+      for branch, (flops, score, stderr) in sorted(curves.items()):
+        color = BRANCH_COLORS.get(branch.lower())
+        ax.errorbar(flops, scale * score, yerr=scale * stderr, fmt="o", ms=3, capsize=2,
+                    color=color, alpha=0.45 if smooth_window else 0.9)
+        line = smooth(score, smooth_window) if smooth_window else score
+        ax.plot(flops, scale * line, BRANCH_LINES.get(branch.lower(), style) if style == "-"
+                else style, color=color, label=branch.upper() if style == "-" else None)
+        drawn = True
+    if not drawn:
+      raise ValueError(f"no {', '.join(f'eval/{b}/{m}' for b, m, _ in lines)} scores "
+                       "in the records")
+    if unit == "%":
+      low, high = ax.get_ylim()  # at most a sliver below 0%, and at least 5% tall
+      high = max(high, 5.0)
+      ax.set_ylim(max(low, -0.03 * high), high)
+    ax.set_title(name, fontsize="medium")
     ax.set_xlabel("training FLOPs")
-    ax.set_ylabel("%")
+    ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
   if title:

@@ -1,11 +1,13 @@
 """`jaxrl-gen experiment`: the paper's SFT-vs-RL generalization experiment, end to end.
 
+    jaxrl-gen experiment --config=configs/gp_mini.py --workdir=runs/gp_mini   # the main job
     jaxrl-gen experiment --config=configs/gp.py:l,tiny --workdir=runs/gp_l_experiment
 
-SFT warm-up -> two branches at equal training FLOPs (more SFT; PPO) -> ID and OOD evaluation
-along both -> `<workdir>/generalization.png` (success against FLOPs, Fig. 5/6's shape) and
-`<workdir>/summary.json`. `config.experiment.*` sets the phase lengths
-(`jaxrl_gen.config_lib.experiment_config`); every phase resumes from `--workdir`.
+(Pre-training on a rule family ->) SFT warm-up -> two branches at equal training FLOPs (more
+SFT; PPO) -> ID and OOD evaluation along both -> `<workdir>/generalization.png` (success
+against FLOPs, Fig. 5/6's shape), `probes.png`, `summary.json` and `summary.md`.
+`config.experiment.*` sets the phases (`jaxrl_gen.config_lib.experiment_config`); every phase
+resumes from `--workdir`, and compiled steps are cached in `<workdir>/compile_cache`.
 """
 
 from __future__ import annotations
@@ -34,5 +36,9 @@ def main(config, workdir: str | None):
   except (config_lib.ConfigError, ValueError) as e:
     print(f"jaxrl-gen experiment: {e}", file=sys.stderr)
     sys.exit(2)
+  if not flags.FLAGS.compile_cache:  # phases and reruns compile the same steps
+    from jaxrl_gen import main as cli  # noqa: PLC0415
+
+    cli.enable_compile_cache(os.path.join(workdir, "compile_cache"))
   summary = experiment.run_experiment(config, workdir)
   print(json.dumps(summary, indent=2))

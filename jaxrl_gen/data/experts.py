@@ -44,8 +44,10 @@ def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
   a solver formula in the reference's answer layout, uniformly drawn among the hand's expert
   formulas (`formula='random'`) or the first one (`'first'`). With `revisions` = k > 0, the
   answer follows 0..k (uniform) failed attempts (`gp_wrong_answers`) and the verifier's
-  feedback, as in an episode of sequential revision."""
+  feedback, as in an episode of sequential revision. With `rules='family'` each hand's rule
+  (J/Q/K values and target) is drawn from the pre-training family (`general_points.rules`)."""
   from jaxrl_gen.envs import general_points as gp
+  from jaxrl_gen.envs.general_points import rules
 
   pick = options.get("formula", "random")
   if pick not in FORMULA_PICKS:
@@ -53,6 +55,11 @@ def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
   revisions = options.get("revisions", 0)
   if not isinstance(revisions, int) or revisions < 0:
     raise ValueError(f"data.revisions={revisions!r}: must be an integer >= 0")
+  rule_set = options.get("rules", "env")
+  if rule_set not in rules.RULE_SETS:
+    raise ValueError(f"data.rules={rule_set!r}: must be one of {rules.RULE_SETS}")
+  if rule_set == "family":
+    params = rules.family_params(rng, params)
   hand = gp.deal(rng, params)
   answer = gp.expert_answer(hand, params, rng if pick == "random" else None)
   image = None if params.language_only else gp.render(hand, params)
@@ -61,7 +68,10 @@ def gp_pairs(rng: np.random.Generator, params, options: dict) -> list[Pair]:
     wrong = [w for w in gp_wrong_answers(answer, hand, rng) if gp.verify(w, hand, params)[0] != 5]
     picks = rng.integers(len(wrong), size=int(rng.integers(revisions + 1)))
     history = tuple((wrong[i], gp.verify(wrong[i], hand, params)[1]) for i in picks)
-  return [Pair(gp.prompt(hand, params), answer, image, {"cards": list(hand.cards)}, history)]
+  meta = {"cards": list(hand.cards)}
+  if rule_set == "family":
+    meta.update(face_values=list(params.face_numbers), target=params.target)
+  return [Pair(gp.prompt(hand, params), answer, image, meta, history)]
 
 
 def gp_wrong_answers(answer: str, hand, rng: np.random.Generator) -> list[str]:

@@ -60,8 +60,9 @@ def _env_sources(config, workdir: str | None) -> Sources:
 
 
 def task_options(config) -> dict:
-  """The task's own generation options in config.data (GP: `formula`, `revisions`)."""
-  return {key: config.data[key] for key in ("formula", "revisions") if key in config.data}
+  """The task's own generation options in config.data (GP: `formula`, `revisions`, `rules`)."""
+  return {key: config.data[key] for key in ("formula", "revisions", "rules")
+          if key in config.data}
 
 
 def _prepare_once(builder_config, directory: str):

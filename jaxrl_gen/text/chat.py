@@ -31,6 +31,11 @@ DEFAULT_DATE = "26 Jul 2024"
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
 # The Llama-3.2-Vision-Instruct chat template (a data file, byte for byte).
 LLAMA32_VISION_TEMPLATE = (ASSETS / "llama32_vision_chat_template.jinja").read_text()
+# Llama-3's turn format without the system block the Llama-3.2-Vision template prepends to
+# text-only chats (about 27 tokens of dates): `text.chat_template='plain'`, for models trained
+# from scratch, whose every token costs a CPU.
+PLAIN_TEMPLATE = (ASSETS / "plain_chat_template.jinja").read_text()
+TEMPLATES = {"": None, "plain": PLAIN_TEMPLATE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +48,10 @@ class Encoded:
 
 
 def render(tokenizer: Any, conversation: Sequence[core.Turn], *,
-           add_generation_prompt: bool = True, date_string: str = DEFAULT_DATE) -> str:
-  """The chat-template text of a conversation (the tokenizer's own template)."""
+           add_generation_prompt: bool = True, date_string: str = DEFAULT_DATE,
+           template: str | None = None) -> str:
+  """The chat-template text of a conversation: the tokenizer's own template, or `template`
+  (Jinja text, e.g. `PLAIN_TEMPLATE`)."""
   if not conversation:
     raise ValueError("cannot render an empty conversation")
   messages = core.to_chat(conversation)
@@ -54,7 +61,7 @@ def render(tokenizer: Any, conversation: Sequence[core.Turn], *,
     messages = [{"role": m["role"], "content": m["content"][0]["text"]} for m in messages]
   return tokenizer.apply_chat_template(
       messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-      date_string=date_string)
+      date_string=date_string, chat_template=template)
 
 
 def tokenize(tokenizer: Any, text: str) -> list[int]:
@@ -63,15 +70,15 @@ def tokenize(tokenizer: Any, text: str) -> list[int]:
 
 
 def encode_prompt(tokenizer: Any, conversation: Sequence[core.Turn], *,
-                  date_string: str = DEFAULT_DATE) -> Encoded:
+                  date_string: str = DEFAULT_DATE, template: str | None = None) -> Encoded:
   """What the model answers next: the whole conversation with the assistant header appended."""
-  text = render(tokenizer, conversation, date_string=date_string)
+  text = render(tokenizer, conversation, date_string=date_string, template=template)
   return Encoded(np.asarray(tokenize(tokenizer, text), np.int32), tuple(core.images(conversation)))
 
 
 def segments(tokenizer: Any, conversation: Sequence[core.Turn], *,
              date_string: str = DEFAULT_DATE, eot_newline: bool = False,
-             last_only: bool = False) -> list[tuple[str, bool]]:
+             last_only: bool = False, template: str | None = None) -> list[tuple[str, bool]]:
   """The rendered conversation as (text, supervised) pieces, ending with the last response;
   every response is supervised, or with `last_only` the last one alone (earlier answers are
   then context, e.g. failed attempts before a revision)."""
@@ -83,9 +90,9 @@ def segments(tokenizer: Any, conversation: Sequence[core.Turn], *,
   for i, turn in enumerate(conversation):
     if turn.role != "assistant":
       continue
-    prompt = render(tokenizer, conversation[:i], date_string=date_string)
+    prompt = render(tokenizer, conversation[:i], date_string=date_string, template=template)
     full = render(tokenizer, conversation[:i + 1], add_generation_prompt=False,
-                  date_string=date_string)
+                  date_string=date_string, template=template)
     if not full.startswith(prompt) or len(prompt) < done:
       raise ValueError("the chat template does not render this conversation's turns as "
                        "prefixes of each other (an image after the first turn?)")
@@ -98,11 +105,12 @@ def segments(tokenizer: Any, conversation: Sequence[core.Turn], *,
 
 def encode_sft(tokenizer: Any, conversation: Sequence[core.Turn], *,
                date_string: str = DEFAULT_DATE, eot_newline: bool = False,
-               last_only: bool = False) -> Encoded:
+               last_only: bool = False, template: str | None = None) -> Encoded:
   """Ids and loss mask of a conversation whose assistant turns (or the last) are the targets."""
   ids, mask = [], []
   for text, supervised in segments(tokenizer, conversation, date_string=date_string,
-                                   eot_newline=eot_newline, last_only=last_only):
+                                   eot_newline=eot_newline, last_only=last_only,
+                                   template=template):
     piece = tokenize(tokenizer, text)
     ids += piece
     mask += [supervised] * len(piece)

@@ -29,11 +29,12 @@ class Processor:
   image_config: str = ""  # a checkpoint directory configuring the image processor
   date_string: str = chat.DEFAULT_DATE
   eot_newline: bool = False
+  template: str | None = None  # Jinja text replacing the tokenizer's chat template
 
   @classmethod
   def create(cls, tokenizer: str | os.PathLike = "", *, image_size: int | None = None,
              max_tiles: int = 4, date_string: str = chat.DEFAULT_DATE,
-             eot_newline: bool = False) -> Processor:
+             eot_newline: bool = False, template: str | None = None) -> Processor:
     """From a tokenizer source ('' = embedded, or a checkpoint directory). A checkpoint with an
     image processor config brings its own image processor (tile size and count); otherwise
     `image_size` (the preset's tile size) builds Llama-3.2-Vision's; `image_size=None` means
@@ -44,7 +45,7 @@ class Processor:
       image_config = os.fspath(tokenizer)
       image_size, max_tiles = images.tile_settings(image_config)
     return cls(tok, tokenizer_lib.special_ids(tok), image_size, max_tiles, image_config,
-               date_string, eot_newline)
+               date_string, eot_newline, template)
 
   @functools.cached_property
   def image_processor(self) -> Any | None:
@@ -58,7 +59,8 @@ class Processor:
   def encode_prompt(self, conversation: Sequence[core.Turn]) -> chat.Encoded:
     """The ids the model continues (generation prompt appended) and the images, in order."""
     self._check_images(conversation)
-    return chat.encode_prompt(self.tokenizer, conversation, date_string=self.date_string)
+    return chat.encode_prompt(self.tokenizer, conversation, date_string=self.date_string,
+                              template=self.template)
 
   def encode_sft(self, conversation: Sequence[core.Turn], last_only: bool = False
                  ) -> chat.Encoded:
@@ -66,7 +68,8 @@ class Processor:
     example."""
     self._check_images(conversation)
     return chat.encode_sft(self.tokenizer, conversation, date_string=self.date_string,
-                           eot_newline=self.eot_newline, last_only=last_only)
+                           eot_newline=self.eot_newline, last_only=last_only,
+                           template=self.template)
 
   def image_inputs(self, batch_images: Sequence[Sequence[Any]],
                    batch_ids: Sequence[Sequence[int]], length: int | None = None) -> dict:
@@ -97,7 +100,8 @@ def from_config(config, model_config, tokenizer: str | None = None) -> Processor
   processor = Processor.create(
       source, image_size=vision.image_size if vision else None,
       max_tiles=vision.max_num_tiles if vision else 4, date_string=config.text.date_string,
-      eot_newline="data" in config and config.data.eot_newline)
+      eot_newline="data" in config and config.data.eot_newline,
+      template=chat.TEMPLATES[config.text.get("chat_template", "")])
   text = model_config.text
   needed = len(processor.tokenizer)
   if vision is None and processor.ids.image == needed - 1:

@@ -100,8 +100,10 @@ def sampled_eval(config, graphdef: nnx.GraphDef, processor: processor_lib.Proces
 
 
 def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None,
-            allow_changes: bool = False, desc: str | None = None) -> state_lib.TrainState:
-  """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state."""
+            allow_changes: bool = False, desc: str | None = None,
+            job: metrics_lib.JobClock | None = None) -> state_lib.TrainState:
+  """Trains (or resumes) the SFT run of `config` in `workdir`; returns the final state
+  (`desc` labels the progress bar, `job` the whole job's it is a phase of)."""
   changes = run_lib.check_workdir(config, workdir, allow_changes)
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.sft.init, mesh)
@@ -118,7 +120,7 @@ def run_sft(config, workdir: str, hooks: list[EvalHook] | None = None,
 
   iterator = pipeline.iterator(train_ds, threads=config.data.threads, workers=config.data.workers)
   run = run_lib.Run(config, workdir, model_config, state, iterator, total, changes=changes,
-                    totals=("train/tokens_seen",), desc=desc)
+                    totals=("train/tokens_seen",), desc=desc, job=job)
   state, start, bar = run.state, run.start, run.bar
   tokens_seen = run.totals["train/tokens_seen"]
 

@@ -291,10 +291,10 @@ def _iteration(run: Trainer, state, carried: RolloutState, env, env_params, judg
   return batch, record, forward
 
 
-def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None = None
-           ) -> state_lib.TrainState:
+def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None = None,
+           job: metrics_lib.JobClock | None = None) -> state_lib.TrainState:
   """Trains (or resumes) the RL run of `config` in `workdir`; returns the final state (`desc`
-  labels the progress bar)."""
+  labels the progress bar, `job` the whole job's it is a phase of)."""
   changes = run_lib.check_workdir(config, workdir, allow_changes)
   mesh = parallel.make_mesh(config.mesh.shape)
   model, processor = restore.load_with_processor(config, config.ppo.init, mesh)
@@ -319,7 +319,7 @@ def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None =
   total = config.ppo.num_updates
   skeleton = run_lib.Run(config, workdir, model_config, state, carried, total, changes=changes,
                          totals=("train/tokens_trained", "train/tokens_buffer", "train/flops"),
-                         desc=desc)
+                         desc=desc, job=job)
   state, totals = skeleton.state, skeleton.totals
   judge = None
   if grouped and config.grpo.reward == "self_judge":

@@ -128,7 +128,7 @@ class Run:
 
   def __init__(self, config, workdir: str, model_config, state, carried, total: int, *,
                totals: tuple[str, ...] = (), changes: dict | None = None,
-               desc: str | None = None):
+               desc: str | None = None, job: metrics_lib.JobClock | None = None):
     self.config, self.workdir, self.total = config, workdir, total
     self.checkpoints = checkpoint_lib.from_config(config, workdir)
     self.state, self.start = self.checkpoints.restore_or(state, carried)
@@ -143,7 +143,7 @@ class Run:
     self.writer = metrics_lib.MetricWriter(workdir, resume_step=self.start,
                                            tensorboard=config.log.tensorboard)
     self.totals = {k: last_value(self.writer.path, k, self.start) for k in totals}
-    self.bar = metrics_lib.progress(total, self.start, config.log.progress, desc=desc)
+    self.bar = metrics_lib.progress(total, self.start, config.log.progress, desc=desc, job=job)
 
   def log(self, step: int, record: dict):
     self.writer.write(step, record)

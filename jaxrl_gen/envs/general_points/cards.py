@@ -11,7 +11,7 @@ from jaxrl_gen.envs import core
 from jaxrl_gen.envs.general_points import solver
 from jaxrl_gen.envs.general_points.params import RANK_CHARS, EnvParams
 
-FACE_VALUES = (11, 12, 13)
+FACE_VALUES = (11, 12, 13)  # the raw ranks of J, Q and K
 # Redraws before `deal` gives up (only a target that almost no hand reaches gets there; after
 # the few thousand distinct hands the solver cache answers every redraw at once).
 MAX_DRAWS = 100_000
@@ -32,8 +32,10 @@ class Hand:
   values: tuple[int, ...]
 
   @classmethod
-  def from_cards(cls, cards, face_cards_as_10: bool = True) -> "Hand":
-    """The hand of card names such as 'SK' or 'DT' under a face-card rule."""
+  def from_cards(cls, cards, face_cards_as_10: bool = True,
+                 face_values: tuple[int, ...] = ()) -> "Hand":
+    """The hand of card names such as 'SK' or 'DT' under a face-card rule: J/Q/K count
+    `face_values` when given, else 10 (`face_cards_as_10`) or 11/12/13."""
     cards = tuple(cards)
     if len(cards) != 4 or any(not isinstance(c, str) or len(c) != 2 or c[0] not in "HSDC"
                               or c[1] not in RANK_CHARS for c in cards):
@@ -42,7 +44,7 @@ class Hand:
     return cls(
         cards=cards,
         plain=tuple(rank_name(v) for v in values),
-        numbers=tuple(rule_number(v, face_cards_as_10) for v in values),
+        numbers=tuple(rule_number(v, tuple(face_values) or face_cards_as_10) for v in values),
         values=values,
     )
 
@@ -53,8 +55,12 @@ def rank_name(value: int) -> str:
   return "10" if char == "T" else char
 
 
-def rule_number(value: int, face_cards_as_10: bool) -> int:
-  return min(value, 10) if face_cards_as_10 else value
+def rule_number(value: int, rule: bool | tuple[int, ...]) -> int:
+  """A rank's value: J/Q/K take the rule's (J, Q, K) values, or 10 when `rule` is True (the ID
+  rule) and their ranks 11/12/13 when False."""
+  if isinstance(rule, tuple):
+    return rule[value - FACE_VALUES[0]] if value in FACE_VALUES else value
+  return min(value, 10) if rule else value
 
 
 def normalize_rank(text: str) -> str:
@@ -78,7 +84,7 @@ def deal(key_or_rng: Any, params: EnvParams) -> Hand:
   rng = key_or_rng if isinstance(key_or_rng, np.random.Generator) else core.rng(key_or_rng)
   draw = _draw_deck if params.deal == "deck" else _draw_independent
   for _ in range(MAX_DRAWS):
-    hand = Hand.from_cards(draw(rng, params), params.face_cards_as_10)
+    hand = Hand.from_cards(draw(rng, params), face_values=params.face_numbers)
     if solver.solutions(hand.numbers, params.target):
       return hand
   raise ValueError(f"no solvable hand for target={params.target} under these rules after "

@@ -4,6 +4,10 @@ benchmarks (`reference.md` §2.10, §3.8), how an episode is scored, and what an
 Benchmarks: id (face cards 10), rule_ood (J/Q/K = 11/12/13, a face card in every hand),
 visual_ood (GP-VL, red suits), each with `eval.verify_iter` attempts; recognition_id /
 recognition_rule_ood / recognition_visual_ood (GP-VL, one attempt, no verification).
+
+A benchmark under another rule than the ID one (rule_ood) also scores the memorization probe
+`training_rule`: the share of first attempts whose formula uses the hand's numbers as the
+training rule reads them (J/Q/K = 10) instead of as the prompt states (`applies_training_rule`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ from typing import Sequence
 from jaxrl_gen.envs import core, fields
 from jaxrl_gen.envs.general_points import formula as formula_lib
 from jaxrl_gen.envs.general_points import prompts, verifier
+from jaxrl_gen.envs.general_points.cards import Hand
 from jaxrl_gen.envs.general_points.params import EnvParams
 
+# Each benchmark states its own rule, whatever rule (env.face_values) the run trains on.
 RULES = {
-    "id": {"face_cards_as_10": True, "ood": False},
-    "rule_ood": {"face_cards_as_10": False, "ood": True},
-    "visual_ood": {"face_cards_as_10": True, "ood": False, "color": "red"},
+    "id": {"face_cards_as_10": True, "face_values": (), "ood": False},
+    "rule_ood": {"face_cards_as_10": False, "face_values": (), "ood": True},
+    "visual_ood": {"face_cards_as_10": True, "face_values": (), "ood": False, "color": "red"},
 }
+TRAINING_RULE = (10, 10, 10)  # the ID rule's J/Q/K values, what the warm-up and branches train on
 RECOGNITION = "recognition_"
 BENCHMARKS = tuple(RULES) + tuple(RECOGNITION + name for name in RULES)
 SUCCESS_REWARD = verifier.REWARD_FN["CORRECT_SOLUTION"]
@@ -62,7 +69,28 @@ def counts(bench: core.Benchmark, transitions: Sequence, episodes: Sequence[Sequ
   if not bench.params.language_only:
     out["recognition_accuracy"] = (sum(t.reward != _VISION_REWARD for t in transitions),
                                    len(transitions))
+  if bench.params.face_numbers != TRAINING_RULE:
+    out["training_rule"] = (sum(applies_training_rule(t) for t in first), len(first))
   return out
+
+
+def formula_numbers(formula: str | None) -> list[int] | None:
+  """The numbers a formula uses, sorted (None when it does not tokenize)."""
+  tokens = formula_lib.tokenize(formula) if formula and formula != "None" else None
+  if not tokens or any(t.isdigit() and len(t) > _MAX_DIGITS for t in tokens):
+    return None
+  return sorted(int(t) for t in tokens if t.isdigit())
+
+
+def applies_training_rule(t) -> bool:
+  """The memorization probe of an answer to a hand under another rule: its formula uses the
+  hand's numbers as the ID rule reads them (J/Q/K = 10), not as the stated rule does."""
+  cards = t.info.get("Cards")
+  used = formula_numbers(t.info.get("Formula"))
+  if not cards or used is None:
+    return False
+  trained = sorted(Hand.from_cards(cards, face_values=TRAINING_RULE).numbers)
+  return used == trained and trained != sorted(t.info["Numbers"])
 
 
 def headline(name: str) -> str:

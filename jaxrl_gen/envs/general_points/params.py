@@ -8,11 +8,13 @@ import os
 COLORS = ("mixed", "red", "black")
 DEALS = ("independent", "deck")
 REWARD_MODES = ("paper", "legacy")
+PROMPTS = ("reference", "compact")
 SUITS = {"mixed": ("H", "S", "D", "C"), "red": ("H", "D"), "black": ("S", "C")}
 RANK_CHARS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "T", "J", "Q", "K")  # values 1..13
 # The smallest canvas whose cards are still a few pixels wide.
 MIN_RESOLUTION = 64
 MAX_RESOLUTION = 8192
+MAX_FACE_VALUE = 99  # a face card's value is written as one or two digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +23,7 @@ class EnvParams:
 
   target: int = 24
   face_cards_as_10: bool = True
+  face_values: tuple = ()  # (J, Q, K) values; () = the rule face_cards_as_10 names
   ood: bool = False
   color: str = "mixed"
   deal: str = "independent"
@@ -32,16 +35,24 @@ class EnvParams:
   resolution: int = 1200
   formula_label: bool = False
   card_assets: str = ""
+  prompt: str = "reference"
 
   def __post_init__(self):
     for name in ("face_cards_as_10", "ood", "verification", "forced_fail_step", "language_only",
                  "formula_label"):
       _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
-    for name, allowed in (("color", COLORS), ("deal", DEALS), ("reward_mode", REWARD_MODES)):
+    for name, allowed in (("color", COLORS), ("deal", DEALS), ("reward_mode", REWARD_MODES),
+                          ("prompt", PROMPTS)):
       _require(getattr(self, name) in allowed, name, getattr(self, name),
                "one of " + ", ".join(repr(a) for a in allowed))
     _require(_is_int(self.target) and self.target >= 0, "target", self.target,
              "a non-negative integer")
+    values = tuple(self.face_values) if isinstance(self.face_values, (tuple, list)) else None
+    _require(values == () or (values is not None and len(values) == 3
+                              and all(_is_int(v) and 0 <= v <= MAX_FACE_VALUE for v in values)),
+             "face_values", self.face_values,
+             f"() or three integers in [0, {MAX_FACE_VALUE}] (the values of J, Q and K)")
+    object.__setattr__(self, "face_values", values)  # a config's list compares as a tuple
     _require(_is_int(self.verify_iter) and self.verify_iter >= 1, "verify_iter",
              self.verify_iter, "an integer >= 1")
     _require(_is_int(self.resolution) and MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION,
@@ -58,6 +69,13 @@ class EnvParams:
   @property
   def suits(self) -> tuple[str, ...]:
     return SUITS[self.color]
+
+  @property
+  def face_numbers(self) -> tuple[int, int, int]:
+    """The values of J, Q and K under this variant's rule."""
+    if self.face_values:
+      return self.face_values
+    return (10, 10, 10) if self.face_cards_as_10 else (11, 12, 13)
 
 
 def all_cards() -> list[str]:

@@ -1,5 +1,13 @@
 """The reference's GP prompts (byte for byte: the checkpoints were trained on them) and the
-expert answer format of its SFT data (`reference.md` §2.5, §2.6)."""
+expert answer format of its SFT data (`reference.md` §2.5, §2.6); and a compact template
+(`EnvParams.prompt='compact'`) for models trained from scratch on a CPU, which states the same
+rule, target and cards in a tenth of the tokens:
+
+    J=10 Q=10 K=10. Target 24. Cards: A, 3, K, 6.
+    {"number": [1, 3, 10, 6], "formula": "10*3-6*1=24"}
+
+(GP-VL: "Cards in the image." and a "cards" field first, which the recognition check reads.)
+"""
 
 from __future__ import annotations
 
@@ -33,22 +41,41 @@ PROMPT_VL = (_TASK.replace("{observing}", "You are observing these four cards in
              + "[Output]\nYour response should be a valid json file in the following format:\n"
              + _OUTPUT)
 ANSWER = '\n{{\n  "cards": {cards},\n  "number": {numbers},\n  "formula": "{formula}",\n}}'
+COMPACT_L = "J={j} Q={q} K={k}. Target {target}. Cards: {cards}."
+COMPACT_VL = "J={j} Q={q} K={k}. Target {target}. Cards in the image."
+COMPACT_ANSWER_L = '{{"number": {numbers}, "formula": "{formula}"}}'
+COMPACT_ANSWER_VL = '{{"cards": {cards}, "number": {numbers}, "formula": "{formula}"}}'
 
 
 def face_card_message(params: EnvParams) -> str:
-  return FACE_CARDS_AS_10 if params.face_cards_as_10 else FACE_CARDS_AS_11_12_13
+  """The rule sentence of the reference prompt; any (J, Q, K) values other than the two
+  reference rules are written in the 11/12/13 sentence's form."""
+  values = params.face_numbers
+  if values == (10, 10, 10):
+    return FACE_CARDS_AS_10
+  j, q, k = (f"'{v}'" for v in values)
+  return f"'J', 'Q', and 'K' count as {j}, {q}, and {k} respectively."
 
 
 def prompt(hand: Hand, params: EnvParams) -> str:
   """The first user message: GP-L lists the cards, GP-VL refers to the image."""
+  if params.prompt == "compact":
+    j, q, k = params.face_numbers
+    template = COMPACT_L if params.language_only else COMPACT_VL
+    return template.format(j=j, q=q, k=k, target=params.target, cards=", ".join(hand.plain))
   template = PROMPT_L if params.language_only else PROMPT_VL
   return template.format(target=params.target, face=face_card_message(params),
                          cards=list(hand.plain))
 
 
-def answer_text(cards: Sequence[str], numbers: Sequence[int], formula: str) -> str:
-  """An answer in the SFT target layout: Python-repr lists and a trailing comma."""
-  return ANSWER.format(cards=list(cards), numbers=list(numbers), formula=formula)
+def answer_text(cards: Sequence[str], numbers: Sequence[int], formula: str,
+                params: EnvParams | None = None) -> str:
+  """An answer in the SFT target layout of `params.prompt`: the reference's (Python-repr lists
+  and a trailing comma; the default) or the compact one."""
+  template = ANSWER
+  if params is not None and params.prompt == "compact":
+    template = COMPACT_ANSWER_L if params.language_only else COMPACT_ANSWER_VL
+  return template.format(cards=list(cards), numbers=list(numbers), formula=formula)
 
 
 def expert_formulas(hand: Hand, params: EnvParams) -> list[str]:
@@ -70,7 +97,7 @@ def expert_answer(hand: Hand, params: EnvParams,
   if isinstance(pick, np.random.Generator):
     pick = int(pick.integers(len(formulas)))
   chosen = formulas[pick or 0]
-  return answer_text(hand.plain, hand.numbers, f"{chosen}={params.target}")
+  return answer_text(hand.plain, hand.numbers, f"{chosen}={params.target}", params)
 
 
 def _float_value(formula: str):
