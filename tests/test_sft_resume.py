@@ -12,15 +12,18 @@ import pytest
 
 from jaxrl_gen import metrics
 
-STEPS = 12
+# 6 steps of 4 rows from 16 episodes: checkpoints at steps 2, 4 and 6, a kill anywhere in
+# steps 3-5, and the second epoch starting at step 5 (the resumed run must continue the
+# shuffled order across the epoch boundary too).
+STEPS = 6
 
 
 def _command(workdir, data_dir):
   return [sys.executable, "-m", "jaxrl_gen", "train", "--config=configs/gp.py:l,sft,tiny",
           f"--workdir={workdir}", f"--config.data.dir={data_dir}",
-          f"--config.sft.steps={STEPS}", "--config.sft.batch_size=8", "--config.sft.eval_every=0",
-          "--config.data.train_size=64", "--config.data.eval_size=0", "--config.log.every=1",
-          "--config.checkpoint.every=3", "--config.log.progress=False",
+          f"--config.sft.steps={STEPS}", "--config.sft.batch_size=4", "--config.sft.eval_every=0",
+          "--config.data.train_size=16", "--config.data.eval_size=0", "--config.log.every=1",
+          "--config.checkpoint.every=2", "--config.log.progress=False",
           "--config.model.dtype=float32"]
 
 
@@ -29,7 +32,7 @@ def _losses(workdir):
   return [(r["step"], r["train/loss"], r["train/grad_norm"]) for r in records]
 
 
-@pytest.mark.slow  # three CLI runs of the tiny preset: ~55 s on 2 idle cores
+@pytest.mark.slow  # three CLI runs of the tiny preset: ~40 s on 2 idle cores
 def test_kill_and_resume_gives_the_uninterrupted_losses(tmp_path, repo_root):
   # One persistent compilation cache for the three runs: the later two load the first one's
   # executables (the same programs, so the same numbers) instead of compiling again.
@@ -44,7 +47,7 @@ def test_kill_and_resume_gives_the_uninterrupted_losses(tmp_path, repo_root):
   expected = _losses(full)
   assert [s for s, *_ in expected] == list(range(1, STEPS + 1))
 
-  kill_at = random.Random().randint(4, STEPS - 1)  # past the first checkpoint (step 3)
+  kill_at = random.Random().randint(3, STEPS - 1)  # past the first checkpoint (step 2)
   process = subprocess.Popen(_command(killed, data), cwd=repo_root, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   log = killed / "metrics.jsonl"
