@@ -318,6 +318,10 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False, mode: str = "r
                             multiples of this (they only grow within a run: one compile of
                             the update per length reached).
       ppo.num_updates       PPO updates in the run (rollout + learn each): the task's value.
+      ppo.flops_budget      0.0 (off): the run ends after the update whose training FLOPs
+                            (train/flops, the paper's count) reach this, evaluated and
+                            checkpointed there: runs of different shapes at equal compute
+                            (the verification ablation, docs/generalization.md).
       ppo.num_steps         256: transitions (generations) per process per update.
       ppo.gamma             0.9: discount per turn.
       ppo.gae_lambda        0.95: GAE lambda.
@@ -388,6 +392,7 @@ def ppo_config(*, num_updates: int, lr: float, toy: bool = False, mode: str = "r
   config = ml_collections.ConfigDict()
   config.init = ""
   config.num_updates = num_updates
+  config.flops_budget = 0.0
   config.num_steps = 64 if toy else 256
   config.num_envs = 64 if toy else 1
   config.eval_every = 5

@@ -30,6 +30,9 @@ success, info}, and last the reference's {"Step Number", "Trajectory Number", "R
 "Counts"): per reward name count/steps, CORRECT_SOLUTION = successes/episodes, rewards not
 in the task's table counted as AGGREGATED_ERROR.
 
+A forced-fail step (past the verification budget, `env.forced_fail_step`) ignores its answer,
+so a model policy is not asked for it: its logged output is "" (scores are unchanged).
+
 While a benchmark runs, each episode's lines are appended (and flushed) as it ends, so the
 log holds every finished episode. Given `resume` (the policy's identity, e.g. the checkpoint
 and config it was built from), `evaluate` also keeps `<benchmark>.resume.json`, the lock-step
@@ -105,6 +108,7 @@ def run(policy: Policy | ScriptedPolicy, bench: core.Benchmark, *, batch_size: i
   """All episodes of a benchmark, `batch_size` at a time; transitions by (episode, attempt).
   `progress`: a progress bar of finished episodes (on stderr). `log`: where each finished
   episode is written as it ends, and the run resumed from (`EpisodeLog`)."""
+  task = envs.task(bench.task)
   runner = batch.LockstepEpisodes(envs.get(bench.task), bench.params, batch_size,
                                   batch.EpisodeStream(bench.seed, ordered=bench.ordered),
                                   num_episodes=bench.episodes)
@@ -118,8 +122,11 @@ def run(policy: Policy | ScriptedPolicy, bench: core.Benchmark, *, batch_size: i
       if isinstance(policy, ScriptedPolicy):
         answers = [policy.answer(state, conversation, bench.params)
                    for state, conversation in zip(runner.states(), conversations)]
-      else:
-        answers = list(policy(conversations, jax.random.fold_in(key, turn)))
+      else:  # a forced-fail step's answer is never read: it is not generated
+        ignored = [task.ignores_answer(s, bench.params) for s in runner.states()]
+        asked = [c for c, skip in zip(conversations, ignored) if not skip]
+        generated = iter(policy(asked, jax.random.fold_in(key, turn)) if asked else [])
+        answers = ["" if skip else next(generated) for skip in ignored]
       step = runner.step(answers)
       transitions += step
       turn += 1
@@ -347,6 +354,9 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
   if config.eval.probes:
     from jaxrl_gen import probes  # noqa: PLC0415  (regenerates expert data: on use only)
 
+    if isinstance(policy, ScriptedPolicy):
+      raise ValueError("config.eval.probes: the memorization probes answer prompts without "
+                       "env states; give a policy(conversations, key), not a ScriptedPolicy")
     probe_key = jax.random.fold_in(jax.random.key(config.eval.seed) if key is None else key,
                                    PROBE_STREAM)
     results[probes.NAME] = rates(probes.run(policy, config, probe_key))

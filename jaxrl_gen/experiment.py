@@ -176,7 +176,8 @@ def job_plan(config, branches) -> list[tuple[str, str, int]]:
   for branch in branches:
     if branch in GRPO_BRANCHES:
       phases += [(f"{branch} probe", "rl", 1), (branch, "rl", exp.rl_updates)]
-  return phases
+  # Branch ends that their own evaluations missed (none when experiment.evals divides).
+  return phases + [("final evaluations", "eval", 0)]
 
 
 def run_experiment(config, workdir: str) -> dict:
@@ -247,13 +248,19 @@ def run_experiment(config, workdir: str) -> dict:
     rl.run_rl(grpo_branch_config(config, branch, dirs["init"], updates,
                                  max(1, updates // max(exp.evals, 1))), dirs[branch],
               **start(branch))
-  job.finish()
-
+  job.phase("final evaluations")  # each branch's end on every benchmark, when missing
   curves = [dict(evaluations["init"], branch=branch) for branch in branches]
   for branch in branches:
     curves += [dict(point, branch=branch)
                for point in branch_curve(config, dirs[branch], init_flops)]
+  job.finish()
+  _write_json(os.path.join(workdir, "phase_seconds.json"), job.seconds)
   return _report(config, workdir, curves, evaluations, branches)
+
+
+def _write_json(path: str, value) -> None:
+  with open(path, "w") as f:
+    json.dump(value, f, indent=2)
 
 
 def _report(config, workdir: str, curves: list[dict], evaluations: dict, branches) -> dict:
@@ -273,8 +280,7 @@ def _report(config, workdir: str, curves: list[dict], evaluations: dict, branche
   for branch in branches:
     last = [r for r in curves if r["branch"] == branch][-1]
     summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  _write_json(os.path.join(workdir, "summary.json"), summary)
   rows = {name: summary[name] for name in ("pretrain", "init", *branches) if name in summary}
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     headlines = [(n, envs.task(config.task).headline(n)) for n in names]

@@ -192,20 +192,24 @@ class JobClock:
     self.rates = {kind: float(seconds) for kind, seconds in priors.items()}
     self.done: dict[str, float] = dict.fromkeys(self.units, 0.0)
     self.current: str | None = None
+    self.seconds: dict[str, float] = {}  # each phase's wall time in this process
+    self._since = time.perf_counter()
 
   def plan(self, name: str, units: float):
     self.units[name] = float(units)
 
   def phase(self, name: str):
     """`name` runs now; the phase before it finished."""
-    if self.current is not None:
-      self.done[self.current] = self.units[self.current]
+    self.finish()
     self.current = name
 
   def finish(self):
     """The running phase finished."""
+    now = time.perf_counter()
     if self.current is not None:
       self.done[self.current] = self.units[self.current]
+      self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self._since
+    self.current, self._since = None, now
 
   def eta(self) -> float:
     """Seconds left for the whole job."""
@@ -258,7 +262,7 @@ class JobClock:
         seconds = time.perf_counter() - self.started
         if seconds > 1.0:  # not a cached result
           clock.rates[clock.kinds[name]] = seconds / max(clock.units[name], 1.0)
-        clock.done[name] = clock.units[name]
+        clock.finish()
         return False
 
     return _Timed()

@@ -134,14 +134,15 @@ def test_forced_fail_step_and_truncation(repo_root):
 
   bench = evaluation.benchmark(config, "id")
   transitions = evaluation.run(random_policy, bench, batch_size=2)
-  assert max(calls) == 2 and len(transitions) == 3 * 6 == sum(calls)
+  # The forced-fail step ignores its answer: the policy is not asked for it.
+  assert max(calls) == 2 and len(transitions) == 3 * 6 and sum(calls) == 3 * 5
   for episode in range(3):
     steps = [t for t in transitions if t.episode == episode]
     assert [t.attempt for t in steps] == list(range(6))
     assert not any(t.done for t in steps[:5])
     last = steps[-1]
     assert (last.reward, last.terminated, last.truncated) == (-1.0, False, True)
-    assert last.message == "step_limit_reached"
+    assert last.message == "step_limit_reached" and last.answer == ""
   assert evaluation.score(bench, transitions)["success"] == 0.0
 
   no_forced = dataclasses.replace(bench, params=dataclasses.replace(bench.params,

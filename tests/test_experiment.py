@@ -32,19 +32,28 @@ def test_branch_config_sets_mode_and_keys(repo_root):
     experiment.branch_config(config, "sft", **{"sft.no_such_key": 1})
 
 
-def test_report_writes_curves_plot_and_summary(tmp_path):
-  init = {"eval/id/success": 0.1, "eval/id/success_stderr": 0.02}
-  curves = [dict(init, branch=b, flops=1e12) for b in ("rl", "sft")]
-  curves += [{"branch": "rl", "flops": 2e12, "step": 3, "eval/id/success": 0.2,
-              "eval/id/success_stderr": 0.03, "train/lr": 1e-5},
-             {"branch": "sft", "flops": 2e12, "step": 40, "eval/id/success": 0.05,
-              "eval/id/success_stderr": 0.01}]
-  summary = experiment._report(str(tmp_path), curves, init, ("rl", "sft"))
+def test_report_writes_curves_plots_and_summaries(repo_root, tmp_path):
+  config = _tiny_experiment_config(repo_root, "id,rule_ood")
+  init = {"eval/id/success": 0.1, "eval/id/success_stderr": 0.02, "flops": 1e12,
+          "eval/rule_ood/success": 0.05, "eval/rule_ood/success_stderr": 0.01,
+          "eval/rule_ood/training_rule": 0.2, "eval/rule_ood/training_rule_stderr": 0.04}
+  curves = [dict(init, branch=b) for b in ("rl", "sft")]
+  curves += [dict(init, branch="rl", flops=2e12, step=3, **{
+                 "eval/id/success": 0.2, "eval/id/success_stderr": 0.03, "train/lr": 1e-5}),
+             dict(init, branch="sft", flops=2e12, step=40, **{
+                 "eval/rule_ood/training_rule": 0.7,
+                 "eval/memorization/nll_gap": 0.4})]
+  summary = experiment._report(config, str(tmp_path), curves, {"init": init}, ("rl", "sft"))
   assert summary["rl"]["eval/id/success"] == 0.2 and summary["sft"]["flops"] == 2e12
-  assert (tmp_path / "generalization.png").stat().st_size > 1000
+  for figure in ("generalization.png", "probes.png"):
+    assert (tmp_path / figure).stat().st_size > 1000
   lines = [json.loads(line) for line in (tmp_path / "curves.jsonl").read_text().splitlines()]
   assert len(lines) == 4 and "train/lr" not in lines[2]
   assert json.loads((tmp_path / "summary.json").read_text())["init"] == init
+  table = (tmp_path / "summary.md").read_text().splitlines()
+  assert table[0].startswith("| phase | FLOPs | id success | rule_ood success |")
+  assert table[2].startswith("| init | 1e+12 | 10.0 ± 2.0% | 5.0 ± 1.0% | 20.0 ± 4.0% |")
+  assert table[4].endswith("| 70.0 ± 4.0% | 0.400 |")  # the SFT end: its probes
 
 
 def _tiny_experiment_config(repo_root, benchmarks: str):
@@ -63,12 +72,23 @@ def _tiny_experiment_config(repo_root, benchmarks: str):
 
 
 def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(repo_root, tmp_path):
-  """The whole driver: warm-up, RL and SFT branches, curves, figure, summary. Rerun with
-  more benchmarks, it trains nothing again and evaluates each branch's end on them."""
+  """The whole driver: pre-training on the rule family, warm-up, RL and SFT branches, curves,
+  figure, summary. Pre-training is not counted in the x axis. Rerun with more benchmarks, it
+  trains nothing again and evaluates each branch's end on them."""
   config = _tiny_experiment_config(repo_root, "id")
+  with config.unlocked():
+    config.experiment.pretrain_steps = 2
   summary = experiment.run_experiment(config, str(tmp_path))
+  pretrain = json.loads((tmp_path / "pretrain" / "config.json").read_text())
+  assert pretrain["data"]["rules"] == "family" and pretrain["sft"]["steps"] == 2
+  warm_up = json.loads((tmp_path / "init" / "config.json").read_text())
+  assert warm_up["data"]["rules"] == "env" and warm_up["sft"]["init"] == str(tmp_path / "pretrain")
+  assert "eval/id/success" in summary["pretrain"]
   curves = metrics.read_jsonl(tmp_path / "curves.jsonl")
   init_flops = curves[0]["flops"]
+  assert init_flops == metrics.read_jsonl(tmp_path / "init" / "metrics.jsonl")[-1]["train/flops"]
+  phases = json.loads((tmp_path / "phase_seconds.json").read_text())
+  assert list(phases)[:4] == ["pre-training", "pre-training eval", "warm-up", "warm-up eval"]
   assert [c["branch"] for c in curves] == ["rl", "sft", "rl", "sft"]
   rl_end, sft_end = summary["rl"]["flops"], summary["sft"]["flops"]
   assert init_flops < rl_end and init_flops < sft_end
@@ -79,9 +99,10 @@ def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(rep
   assert all("eval/id/success_stderr" in summary[p] for p in ("init", "rl", "sft"))
   assert (tmp_path / "generalization.png").stat().st_size > 1000
 
-  trained = {p: (tmp_path / p / "metrics.jsonl").read_text() for p in ("init", "rl", "sft")}
-  summary = experiment.run_experiment(_tiny_experiment_config(repo_root, "id,rule_ood"),
-                                      str(tmp_path))
+  trained = {p: (tmp_path / p / "metrics.jsonl").read_text()
+             for p in ("pretrain", "init", "rl", "sft")}
+  config.eval.benchmarks = "id,rule_ood"
+  summary = experiment.run_experiment(config, str(tmp_path))
   assert {p: (tmp_path / p / "metrics.jsonl").read_text() for p in trained} == trained
   for phase in ("init", "rl", "sft"):
     assert 0.0 <= summary[phase]["eval/rule_ood/success"] <= 1.0, phase

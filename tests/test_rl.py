@@ -190,3 +190,25 @@ def test_buffer_rows_pad_to_the_shape_every_process_agreed():
   assert cross.shape == (2, 84, 2, 2) and not cross[:, :, 1].any()  # the agreed empty slot
   np.testing.assert_array_equal(cross[0, 12:], np.broadcast_to(cross[0, 11], (72, 2, 2)))
   assert cross[0, 11, 0].all() and not cross[0, 8, 0].any()  # from the image token on
+
+
+def test_a_flops_budget_ends_the_run_at_the_update_that_reaches_it(repo_root, tmp_path):
+  """ppo.flops_budget: the run stops after the update whose train/flops reach the budget,
+  evaluated and checkpointed there; rerun, it trains nothing more; with a larger budget (a
+  key a resumed run may change) it continues."""
+  config = tiny_rl.config(repo_root)
+  with config.unlocked():
+    config.ppo.num_updates, config.ppo.eval_every = 4, 3
+    config.checkpoint.every = 3
+    config.eval.benchmarks, config.eval.episodes, config.eval.verify_iter = "id", 2, 1
+    config.ppo.flops_budget = 1.0  # any update reaches it
+  rl.run_rl(config, str(tmp_path))
+  records = tiny_rl.records(tmp_path)
+  assert [r["step"] for r in records] == [1]
+  assert "eval/id/success" in records[0]  # the run's end is evaluated
+  assert os.path.isdir(tmp_path / "checkpoints" / "1")
+  rl.run_rl(config, str(tmp_path))
+  assert tiny_rl.records(tmp_path) == records
+  config.ppo.flops_budget = 1.5 * records[0]["train/flops"]
+  rl.run_rl(config, str(tmp_path))
+  assert [r["step"] for r in tiny_rl.records(tmp_path)] == [1, 2]

@@ -122,6 +122,9 @@ class Task:
   counts: Callable[[Benchmark, Sequence[Any], Sequence[Sequence[Any]]],
                    dict[str, tuple[int, int]]]
   headline: Callable[[str], str]  # benchmark name -> the metric it is plotted by
+  # (state, params) -> whether the next step ignores its answer (the forced-fail step past
+  # the verification budget, `forced_fail_step`): evaluation need not generate it.
+  ignores_answer: Callable[[Any, Any], bool]
   success_reward: float | None = None  # a step reward that ends an episode solved
   # The StatLogger's CORRECT_SOLUTION counts the episodes that succeeded (the reference's
   # log_virl_success), not the steps rewarded as CORRECT_SOLUTION.

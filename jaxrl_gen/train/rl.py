@@ -16,7 +16,10 @@
     run_rl(config, workdir)      # jaxrl-gen train --config=configs/gp.py:l,rl,... --workdir=...
 
 A killed run resumes exactly: the state, the keys, and what the rollout carries (the PPO
-episodes in flight, as JSON data replayed through the pure env; the shapes reached).
+episodes in flight, as JSON data replayed through the pure env; the shapes reached). With
+`ppo.flops_budget` the run ends (evaluated and checkpointed) after the update that brings its
+training FLOPs to the budget, so runs of different shapes (e.g. `env.verify_iter` 1/3/5/10)
+compare at equal compute.
 
 Multi-process: each process steps its own episodes (its own stream) and samples its own
 rows; the processes agree on the batch's shape, and the scoring and the update run over every
@@ -328,7 +331,10 @@ def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None =
   update = built["ppo_update"]
   run_key = jax.random.wrap_key_data(jax.device_get(state.rng))  # the state is donated
 
+  budget = config.ppo.flops_budget
   for step in range(skeleton.start, total):
+    if budget and totals["train/flops"] >= budget:
+      break  # a resumed run that had spent its budget
     started, timings = time.perf_counter(), rollout.Timings()
     key = jax.random.fold_in(run_key, step)
     batch, record, forward = _iteration(run, state, carried, env, env_params, judge, step, key,
@@ -347,8 +353,9 @@ def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None =
     record.update(totals)
     record["train/lr"] = float(ppo.learning_rate(cfg)(int(state.step) - 1))
     done = step + 1
+    last = done == total or bool(budget and totals["train/flops"] >= budget)
     every = config.ppo.eval_every
-    if every and (done % every == 0 or done == total):
+    if every and (done % every == 0 or last):
       with timings.phase("eval"):
         results = eval_lib.evaluate(run.policy(state, evaluation=True), config,
                                     log_dir=os.path.join(workdir, "eval", str(done)),
@@ -358,7 +365,9 @@ def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None =
     record["time/total"] = time.perf_counter() - started
     skeleton.log(done, record)
     skeleton.bar.set_postfix(reward=f"{record['rollout/reward']:.3f}")
-    skeleton.save(done, state, carried)
+    skeleton.save(done, state, carried, final=last)
     skeleton.bar.update(1)
+    if last:
+      break
   skeleton.finish()
   return state

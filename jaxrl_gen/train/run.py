@@ -32,7 +32,7 @@ from jaxrl_gen.train import restore
 CHANGES = "config_changes.jsonl"
 # Keys (or section prefixes) a resumed run may change without `allow_changes`.
 # Evaluation settings never change what trains; the experiment's settings are its phases'.
-RESUMABLE = ("sft.steps", "ppo.num_updates", "sft.eval_every", "sft.eval_batches",
+RESUMABLE = ("sft.steps", "ppo.num_updates", "ppo.flops_budget", "sft.eval_every", "sft.eval_batches",
              "sft.eval_episodes", "ppo.eval_every", "eval.", "log.", "checkpoint.every",
              "checkpoint.keep", "checkpoint.async_save", "experiment.")
 
@@ -148,9 +148,9 @@ class Run:
   def log(self, step: int, record: dict):
     self.writer.write(step, record)
 
-  def save(self, step: int, state, carried):
-    """Checkpoints at the cadence (and at the run's last step)."""
-    self.checkpoints.save(step, state, carried, force=step == self.total)
+  def save(self, step: int, state, carried, final: bool = False):
+    """Checkpoints at the cadence, and at the run's last step (`total`, or `final`)."""
+    self.checkpoints.save(step, state, carried, force=final or step == self.total)
 
   def finish(self):
     """The end of a run: the progress bar closed, the last checkpoint written, logs flushed."""

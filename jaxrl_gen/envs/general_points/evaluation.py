@@ -128,5 +128,7 @@ TASK = core.Task(
     benchmark=benchmark,
     counts=counts,
     headline=headline,
+    ignores_answer=lambda state, params: (state.remaining <= 0 and params.verification
+                                          and params.forced_fail_step),
     success_reward=SUCCESS_REWARD,
 )

@@ -5,7 +5,8 @@ taught it to read instructions; a model trained from scratch on the ID rule alon
 Pre-training on expert answers under many stated rules gives it that skill:
 
     J, Q, K   each an independent uniform value in 1..13 (J=3 Q=12 K=7 is one rule)
-    target    uniform over FAMILY_TARGETS
+    target    24 in 60% of the hands, else 20 or 28 (`FAMILY_TARGETS`, with its weights):
+              mostly the benchmarks' target, whose formulas a small model must learn first
 
 so every single value the rule-OOD benchmark states (J=11, Q=12, K=13) is read in some prompts,
 while the benchmark's rule itself, the mapping (11, 12, 13), never appears, at any target: OOD
@@ -22,7 +23,7 @@ from jaxrl_gen.envs.general_points.cards import FACE_VALUES
 from jaxrl_gen.envs.general_points.params import EnvParams
 
 HELD_OUT = FACE_VALUES  # the rule-OOD benchmark's J/Q/K values (11, 12, 13)
-FAMILY_TARGETS = (20, 24, 28)
+FAMILY_TARGETS = {24: 0.6, 20: 0.2, 28: 0.2}  # target -> probability
 RULE_SETS = ("env", "family")
 
 
@@ -32,5 +33,6 @@ def family_params(rng: np.random.Generator, params: EnvParams) -> EnvParams:
     faces = tuple(int(v) for v in rng.integers(1, 14, size=3))
     if faces != HELD_OUT:
       break
-  target = int(FAMILY_TARGETS[int(rng.integers(len(FAMILY_TARGETS)))])
+  targets = list(FAMILY_TARGETS)
+  target = int(targets[int(rng.choice(len(targets), p=list(FAMILY_TARGETS.values())))])
   return dataclasses.replace(params, face_values=faces, target=target)

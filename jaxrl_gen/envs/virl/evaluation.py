@@ -74,4 +74,5 @@ TASK = core.Task(
     counts=counts,
     headline=lambda name: "per_step_accuracy",
     solutions_are_episodes=True,
+    ignores_answer=lambda state, params: state.attempts >= params.verify_iter,
 )
