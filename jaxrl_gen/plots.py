@@ -132,6 +132,26 @@ def plot_probes(records: Sequence[dict], out_path: str, *, title: str | None = N
   return _figure(records, out_path, specs, None, title)
 
 
+def plot_points(xs: Sequence, ys: Sequence[float], stderrs: Sequence[float], out_path: str, *,
+                xlabel: str, ylabel: str) -> str:
+  """One metric (in [0, 1], drawn in %) against a sweep's values, with error bars: e.g. the
+  OOD gain against verification steps (the paper's Fig. 10)."""
+  fig, ax = plt.subplots(figsize=(4.6, 3.4))
+  labels = [str(x) for x in xs]
+  ax.errorbar(range(len(xs)), 100 * np.asarray(ys, float), yerr=100 * np.asarray(stderrs),
+              fmt="o-", capsize=3, color=BRANCH_COLORS["rl"])
+  ax.axhline(0.0, color="gray", lw=0.8)
+  ax.set_xticks(range(len(xs)), labels)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(f"{ylabel} (%)", fontsize="small")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)
+  return out_path
+
+
 def _figure(records, out_path, specs, smooth_window, title) -> str:
   """Panels of (title, [(benchmark, metric, style)], unit): one curve per branch and line."""
   fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 3.4), squeeze=False)

@@ -1,6 +1,7 @@
 """The TPU launcher's gcloud commands and its preemption loop (with a fake gcloud), and the
 sweep's grid expansion (dry runs)."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -57,6 +58,31 @@ def test_sweep_runs_each_point_and_reports_failures(repo_root, tmp_path):
               "--", sys.executable, "-c", script)
   assert out.returncode == 0, out.stderr
   assert marker.read_text().split() == ["--config.a.b=1", "--config.a.b=2"]
+
+
+def test_sweep_plots_each_runs_final_gain_over_a_baseline(repo_root, tmp_path):
+  """--plot: a metric's last value in each grid point's run against the axis, as the gain
+  over a baseline's cached evaluation (the verification ablation's figure)."""
+  key = "eval/rule_ood/success"
+  for verify_iter, values in ((1, [0.10, 0.12]), (3, [0.10, 0.15]), (10, [0.2])):
+    run = tmp_path / f"env.verify_iter={verify_iter}"
+    run.mkdir()
+    run.joinpath("metrics.jsonl").write_text("".join(
+        json.dumps({"step": i + 1, key: v, key + "_stderr": 0.03}) + "\n"
+        for i, v in enumerate(values)) + json.dumps({"step": 9, "train/loss": 1.0}) + "\n")
+  base = tmp_path / "init" / "eval"
+  base.mkdir(parents=True)
+  base.joinpath("results.json").write_text(json.dumps(
+      {"eval": {}, "results": {key: 0.1, key + "_stderr": 0.04}}))
+  out = _tool(repo_root, "sweep.py", f"--workdir={tmp_path}", "--grid",
+              "env.verify_iter=1,3,5,10", "--plot", key, f"--baseline={tmp_path / 'init'}",
+              "--", "echo")
+  assert out.returncode == 0, out.stderr
+  sweep = json.loads((tmp_path / "sweep.json").read_text())
+  assert [p["env.verify_iter"] for p in sweep["points"]] == ["1", "3", "10"]  # 5: not run yet
+  assert [round(p["gain"], 6) for p in sweep["points"]] == [0.02, 0.05, 0.1]
+  assert sweep["points"][0]["stderr"] == pytest.approx(0.05)
+  assert (tmp_path / "sweep.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("grid", ["novalue", "k=", "=1,2"])
