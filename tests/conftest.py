@@ -1,5 +1,6 @@
 """Test-wide setup. Runs before any test module imports JAX, so the flags below take effect:
-8 simulated CPU devices for the sharding tests, CPU only, no model-hub access."""
+8 simulated CPU devices for the sharding tests, CPU only, no model-hub access, one OpenMP
+thread."""
 
 import os
 
@@ -9,6 +10,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One OpenMP thread (PyTorch's reference models, NumPy's BLAS), here and in the subprocesses:
+# the suite runs as 2 xdist workers on 2 cores, where PyTorch's spinning OpenMP threads cost
+# several times the CPU of one thread (a 32-token SmolLM2 generate: 10-20 s against 2 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # pytest-xdist workers each load libtpu for the AOT tests; libtpu refuses a second loader
 # on one host without this.
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
