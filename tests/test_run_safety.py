@@ -48,6 +48,18 @@ def lines_about(result, text: str) -> list[str]:
   return [line for line in result.stderr.splitlines() if text in line]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+  """One persistent compilation cache for this module's runs: the resume and the full-disk run
+  load the trained run's executables (the same programs, so the same numbers) instead of
+  compiling them again."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    yield
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> pathlib.Path:
   """A finished tiny SFT run with checkpoints 2 and 4."""
