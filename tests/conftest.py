@@ -30,3 +30,16 @@ SHARED_CARDS = REPO_ROOT.parent / "shared" / "cards"
 @pytest.fixture
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def subprocess_compile_cache(tmp_path_factory):
+  """One persistent compilation cache for the processes a module starts (`jaxrl-gen` runs read
+  JAX_COMPILATION_CACHE_DIR): a later run of the same config loads the executables an earlier
+  one compiled (the same programs, so the same numbers). This process read its JAX config when
+  it imported JAX, so its own compiles are not cached."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    yield

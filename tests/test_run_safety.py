@@ -17,6 +17,8 @@ import pytest
 from jaxrl_gen import parallel
 from jaxrl_gen.train import restore
 
+# The resume and the full-disk run load the trained run's executables instead of compiling.
+pytestmark = pytest.mark.usefixtures("subprocess_compile_cache")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAIN = ("train", "--config=configs/gp.py:l,sft,tiny-text", "--config.sft.steps=4",
          "--config.sft.batch_size=8", "--config.data.train_size=8", "--config.data.eval_size=0",
@@ -46,18 +48,6 @@ def one_line_error(result) -> str:
 
 def lines_about(result, text: str) -> list[str]:
   return [line for line in result.stderr.splitlines() if text in line]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-  """One persistent compilation cache for this module's runs: the resume and the full-disk run
-  load the trained run's executables (the same programs, so the same numbers) instead of
-  compiling them again."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-    yield
 
 
 @pytest.fixture(scope="module")
