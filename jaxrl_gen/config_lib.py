@@ -496,6 +496,10 @@ def experiment_config(*, init_steps: int, rl_updates: int, pretrain_steps: int =
                               never the rule-OOD benchmark's), one pass over k x sft.batch_size
                               examples, so the model can read a stated rule. Not counted in
                               the branches' FLOPs, as the paper does not count pre-training.
+      experiment.pretrain_lr  0.0: optim.lr; else pre-training's peak learning rate.
+      experiment.init_lr      0.0: optim.lr; else the warm-up's peak learning rate (the SFT
+                              branch always trains at optim.lr, e.g. the RL branch's ppo.lr,
+                              as the paper's branches share theirs).
       experiment.init_steps   SFT warm-up steps (the task's SFT length; toy presets: 1200 on
                               the single-turn expert data, what a tiny model needs from random
                               init to solve some hands).
@@ -508,7 +512,8 @@ def experiment_config(*, init_steps: int, rl_updates: int, pretrain_steps: int =
                               reward) and grpo_judge (GRPO on the self-judged reward, no
                               verifier reward), each at the rl branch's training FLOPs.
   """
-  return ml_collections.ConfigDict({"pretrain_steps": pretrain_steps, "init_steps": init_steps,
+  return ml_collections.ConfigDict({"pretrain_steps": pretrain_steps, "pretrain_lr": 0.0,
+                                    "init_steps": init_steps, "init_lr": 0.0,
                                     "rl_updates": rl_updates, "evals": 4,
                                     "branches": "rl,sft"})
 

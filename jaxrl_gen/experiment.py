@@ -122,6 +122,8 @@ def branch_curve(config, run_dir: str, init_flops: float) -> list[dict]:
 # change besides (the self-judged branch's episodes show no verifier feedback).
 GRPO_BRANCHES = {"grpo": ("verifier", "grpo", {}),
                  "grpo_judge": ("self_judge", "drgrpo", {"env.verification": False})}
+# A group needs varied samples of one prompt: GRPO branches roll out at temperature 1.
+GRPO_ROLLOUT_TEMPERATURE = 1.0
 BRANCHES = ("rl", "sft") + tuple(GRPO_BRANCHES)
 
 
@@ -135,7 +137,7 @@ def grpo_branch_config(config, branch: str, init_dir: str, updates: int, every: 
       "ppo.init": init_dir, "ppo.num_updates": updates, "ppo.eval_every": every,
       "ppo.advantage": estimator, "ppo.loss": "grpo_clip", "ppo.clip": 0.2,
       "ppo.kl_coef": 0.04, "ppo.ppo_epochs": 1, "ppo.num_envs": rows, "ppo.num_steps": rows,
-      "grpo.reward": reward, **extra})
+      "ppo.rollout_temperature": GRPO_ROLLOUT_TEMPERATURE, "grpo.reward": reward, **extra})
 
 
 def grpo_updates_for(flops: float, config, branch: str, init_dir: str, probe_dir: str,
@@ -196,11 +198,12 @@ def run_experiment(config, workdir: str) -> dict:
     return {"desc": f"phase {trained.index(name) + 1}/{len(trained)} {name}", "job": job}
 
   evaluations = {}
-  init_changes = {"sft.steps": exp.init_steps}
+  init_changes = {"sft.steps": exp.init_steps, "optim.lr": exp.init_lr or config.optim.lr}
   if exp.pretrain_steps:
     pretrain_config = branch_config(config, "sft", **{
         "sft.steps": exp.pretrain_steps, "data.rules": "family",
-        "data.train_size": exp.pretrain_steps * config.sft.batch_size})
+        "data.train_size": exp.pretrain_steps * config.sft.batch_size,
+        "optim.lr": exp.pretrain_lr or config.optim.lr})
     logging.warning("experiment: pre-training (%d steps on the rule family) in %s",
                     exp.pretrain_steps, dirs["pretrain"])
     sft_loop.run_sft(pretrain_config, dirs["pretrain"], **start("pre-training"))
