@@ -76,7 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.lr = 3e-4  # the warm-up's and the SFT branch's (the SFT recipe)
     config.checkpoint.every = 50
 
-    config.sampling.max_new_tokens = 48  # compact answers are about 30 tokens
+    config.sampling.max_new_tokens = 40  # compact expert answers are at most 32 tokens
     # Revision turns grow prompts by about 60 tokens: buckets that step by 64 pad less.
     config.sampling.prompt_buckets = (64, 128, 192, 256, 320, 384, 448, 512, 1024)
 

@@ -155,6 +155,11 @@ PRIORS = {"sft": 0.4, "rl": 10.0, "eval": 40.0}
 SFT_STEPS_PER_RL_UPDATE = 15  # the SFT branch's length before the RL branch's FLOPs are known
 
 
+def eval_every(units: int, evals: int) -> int:
+  """The cadence that evaluates a run of `units` steps `evals` times, the last at its end."""
+  return max(1, -(-units // max(evals, 1)))
+
+
 def parse_branches(config) -> tuple[str, ...]:
   exp = config.experiment
   branches = tuple(b.strip() for b in exp.branches.split(",") if b.strip())
@@ -221,7 +226,7 @@ def run_experiment(config, workdir: str) -> dict:
                                                    os.path.join(dirs["init"], "eval")),
                                flops=init_flops)
 
-  every = max(1, exp.rl_updates // max(exp.evals, 1))
+  every = eval_every(exp.rl_updates, exp.evals)
   rl_config = branch_config(config, "rl", **{
       "ppo.init": dirs["init"], "ppo.num_updates": exp.rl_updates, "ppo.eval_every": every})
   logging.warning("experiment: RL branch (%d updates) in %s", exp.rl_updates, dirs["rl"])
@@ -233,7 +238,7 @@ def run_experiment(config, workdir: str) -> dict:
     job.plan("sft", steps)
     sft_config = branch_config(config, "sft", **{
         "sft.init": dirs["init"], "sft.steps": steps,
-        "sft.eval_every": max(1, steps // max(exp.evals, 1)),
+        "sft.eval_every": eval_every(steps, exp.evals),
         "sft.eval_episodes": config.eval.episodes})
     logging.warning("experiment: SFT branch (%d steps, the RL branch's %.3g FLOPs) in %s",
                     steps, rl_flops, dirs["sft"])
@@ -249,7 +254,7 @@ def run_experiment(config, workdir: str) -> dict:
     logging.warning("experiment: %s branch (%d updates, the RL branch's %.3g FLOPs) in %s",
                     branch, updates, rl_flops, dirs[branch])
     rl.run_rl(grpo_branch_config(config, branch, dirs["init"], updates,
-                                 max(1, updates // max(exp.evals, 1))), dirs[branch],
+                                 eval_every(updates, exp.evals)), dirs[branch],
               **start(branch))
   job.phase("final evaluations")  # each branch's end on every benchmark, when missing
   curves = [dict(evaluations["init"], branch=branch) for branch in branches]
@@ -313,6 +318,7 @@ def summary_table(rows: dict[str, dict], benchmarks) -> str:
 
 
 PROBE_COLUMNS = (("OOD answers using J/Q/K=10", "eval/rule_ood/training_rule"),
+                 ("OOD first answers that parse", "eval/rule_ood/parse_rate_first"),
                  ("exact match, train", "eval/memorization/exact_match_train"),
                  ("exact match, held out", "eval/memorization/exact_match_heldout"),
                  ("NLL gap (held out - train)", "eval/memorization/nll_gap"))

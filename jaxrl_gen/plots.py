@@ -115,6 +115,7 @@ def plot(records: Sequence[dict], out_path: str, *, panels: Sequence[str] | None
 # The memorization probes' panels: (title, [(benchmark, metric, line style)], unit).
 PROBE_PANELS = (
     ("rule OOD: answers using J/Q/K = 10", [("rule_ood", "training_rule", "-")], "%"),
+    ("rule OOD: first answers that parse", [("rule_ood", "parse_rate_first", "-")], "%"),
     ("exact match of SFT targets (train —, held out ··)",
      [("memorization", "exact_match_train", "-"),
       ("memorization", "exact_match_heldout", ":")], "%"),
