@@ -33,13 +33,29 @@ def repo_root() -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def subprocess_compile_cache(tmp_path_factory):
-  """One persistent compilation cache for the processes a module starts (`jaxrl-gen` runs read
-  JAX_COMPILATION_CACHE_DIR): a later run of the same config loads the executables an earlier
-  one compiled (the same programs, so the same numbers). This process read its JAX config when
-  it imported JAX, so its own compiles are not cached."""
+def compile_cache(tmp_path_factory):
+  """One persistent compilation cache for a module's runs, in this process and in the processes
+  it starts (`jaxrl-gen` runs read JAX_COMPILATION_CACHE_DIR): a run of a config that an earlier
+  run already compiled loads those executables (the same programs, so the same numbers). The
+  trainers build their jitted steps afresh for every run, so JAX's in-memory caches miss there.
+  For modules that rerun a config (kill and resume, refusals, reruns): `pytestmark =
+  pytest.mark.usefixtures("compile_cache")`. Never for one that counts compilations."""
+  import jax  # noqa: PLC0415
+  from jax.experimental.compilation_cache import compilation_cache  # noqa: PLC0415
+
+  directory = str(tmp_path_factory.mktemp("jax_cache"))
+  settings = {"jax_compilation_cache_dir": directory,
+              "jax_persistent_cache_min_compile_time_secs": 0.0,
+              "jax_persistent_cache_min_entry_size_bytes": -1}
+  saved = {name: getattr(jax.config, name) for name in settings}
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-    yield
+    for name, value in settings.items():
+      patch.setenv(name.upper(), str(value))
+      jax.config.update(name, value)
+    compilation_cache.reset_cache()  # JAX decides once whether it uses the cache
+    try:
+      yield directory
+    finally:
+      for name, value in saved.items():
+        jax.config.update(name, value)
+      compilation_cache.reset_cache()

@@ -18,7 +18,7 @@ from jaxrl_gen import parallel
 from jaxrl_gen.train import restore
 
 # The resume and the full-disk run load the trained run's executables instead of compiling.
-pytestmark = pytest.mark.usefixtures("subprocess_compile_cache")
+pytestmark = pytest.mark.usefixtures("compile_cache")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAIN = ("train", "--config=configs/gp.py:l,sft,tiny-text", "--config.sft.steps=4",
          "--config.sft.batch_size=8", "--config.data.train_size=8", "--config.data.eval_size=0",
