@@ -20,6 +20,10 @@ from jaxrl_gen.train import learner, ppo, rl, rollout
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps
 
+# The tiny run's reruns (kill and resume, the flops budget) load the executables of its first
+# run.
+pytestmark = pytest.mark.usefixtures("compile_cache")
+
 
 def _generations(model, prompts, key, temperature, max_new_tokens, top_k=0):
   result = sampling.generate(model, prompts, key=key, max_new_tokens=max_new_tokens,
@@ -122,8 +126,10 @@ def nnx_model(graphdef, state):
 
 
 def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
-  whole, resumed = tiny_rl.whole_and_resumed(rl.run_rl, tiny_rl.config(repo_root), tmp_path,
-                                             monkeypatch)
+  # One pass over the buffer per update (of 2 shuffled minibatches of 2 accumulated parts, as
+  # in the tiny run): the other 3 repeat the same code, and each PPO update costs ~5 s an epoch.
+  config = tiny_rl.config(repo_root, ppo_epochs=1)
+  whole, resumed = tiny_rl.whole_and_resumed(rl.run_rl, config, tmp_path, monkeypatch)
   assert [r["step"] for r in resumed] == [1, 2]
   tiny_rl.assert_same_records(whole, resumed)
   assert os.path.isdir(tmp_path / "killed" / "checkpoints" / "2")
@@ -196,7 +202,7 @@ def test_a_flops_budget_ends_the_run_at_the_update_that_reaches_it(repo_root, tm
   """ppo.flops_budget: the run stops after the update whose train/flops reach the budget,
   evaluated and checkpointed there; rerun, it trains nothing more; with a larger budget (a
   key a resumed run may change) it continues."""
-  config = tiny_rl.config(repo_root)
+  config = tiny_rl.config(repo_root, ppo_epochs=1)  # the budget counts whatever an update costs
   with config.unlocked():
     config.ppo.num_updates, config.ppo.eval_every = 4, 3
     config.checkpoint.every = 3

@@ -8,7 +8,8 @@ import pathlib
 import pytest
 
 
-def config(repo_root: pathlib.Path):
+def config(repo_root: pathlib.Path, **ppo):
+  """The tiny PPO run, with these `config.ppo` fields changed."""
   spec = importlib.util.spec_from_file_location("gp_config", repo_root / "configs" / "gp.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -17,6 +18,7 @@ def config(repo_root: pathlib.Path):
     config.ppo.num_updates, config.ppo.num_steps, config.ppo.num_envs = 2, 8, 4
     config.ppo.grad_accum, config.ppo.eval_every = 2, 0
     config.ppo.value_hidden = (16,)
+    config.ppo.update(ppo)
     config.sampling.max_new_tokens = 6
     config.sampling.temperature = 1.0
     config.checkpoint.every, config.checkpoint.async_save = 1, False
