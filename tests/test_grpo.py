@@ -17,6 +17,9 @@ from jaxrl_gen.train import advantages, learner, rl, rollout
 from jaxrl_gen.train import state as state_lib
 from jaxrl_gen.train import steps
 
+# The killed run and its resume load the executables the whole run compiled.
+pytestmark = pytest.mark.usefixtures("compile_cache")
+
 
 def test_grpo_learns_to_say_an_even_token(repo_root):
   """The PPO test's bandit: 8 groups of 8 samples of one prompt, top-k 8, reward 1 for an even
