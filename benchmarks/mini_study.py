@@ -2,8 +2,8 @@
 
     python benchmarks/mini_study.py --runs=3 --out=runs/mini_bench     # the 15-minute figure
 
-Each run is the README's main-job command in a fresh workdir (`--seed` k gives run k the
-training seed `config.seed` + k, so the runs are also independent seeds of the study), timed
+Each run is the README's main-job command in a fresh workdir (run k trains with seed
+`--seed` + k, so the runs are also independent seeds of the study; run 0 is the README's), timed
 as a whole process; the experiment's own `phase_seconds.json` splits each run's time by
 phase. Prints one line per run and the median, and writes `<out>/timings.json`. The peer is
 the main job before the miniature (`jaxrl-gen experiment --config=configs/gp.py:l,tiny`),
@@ -48,11 +48,71 @@ def _headline(results: dict, branch: str) -> dict:
           if k.endswith("/success") or k.endswith("/training_rule")}
 
 
+def pool_seeds(run_dirs: list[str], out: str) -> dict:
+  """The runs' curves pooled over training seeds: at each branch's k-th evaluation, the mean
+  FLOPs and each score's mean, its error bar the binomial one of all seeds' episodes
+  (sqrt(p(1-p)/(seeds N))), and the seeds' spread; drawn as `<out>/seeds.png`,
+  `<out>/seeds_probes.png` and tabled as `<out>/seeds.md`."""
+  import math  # noqa: PLC0415
+
+  from jaxrl_gen import experiment, plots  # noqa: PLC0415
+
+  curves = [plots.read_records([os.path.join(d, "curves.jsonl")]) for d in run_dirs]
+  pooled = []
+  for branch in dict.fromkeys(r["branch"] for r in curves[0]):
+    points = [[r for r in c if r["branch"] == branch] for c in curves]
+    for k in range(min(len(p) for p in points)):
+      same = [p[k] for p in points]
+      record = {"branch": branch, "flops": statistics.mean(r["flops"] for r in same)}
+      for key in same[0]:
+        if key.startswith("eval/") and not key.endswith(("_stderr", "_seed_std")) and all(
+            key in r for r in same):
+          values = [r[key] for r in same]
+          record[key] = statistics.mean(values)
+          record[key + "_spread"] = [min(values), max(values)]
+          if key + "_stderr" in same[0]:  # a rate: binomial over the seeds' episodes
+            n = sum(_trials(r, key) for r in same)
+            record[key + "_stderr"] = math.sqrt(record[key] * (1 - record[key]) / n)
+      pooled.append(record)
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, "seeds.jsonl")
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in pooled)
+  records = plots.read_records([path])
+  plots.plot(records, os.path.join(out, "seeds.png"), panels=["id", "rule_ood"],
+             title=f"GP-L miniature, {len(run_dirs)} training seeds pooled")
+  plots.plot_probes(records, os.path.join(out, "seeds_probes.png"))
+  ends = {}
+  summaries = [json.load(open(os.path.join(d, "summary.json"))) for d in run_dirs]
+  for phase in ("pretrain", "init", "rl", "sft"):
+    same = [s[phase] for s in summaries]
+    row = {"flops": statistics.mean(r["flops"] for r in same)} if "flops" in same[0] else {}
+    for key in same[0]:
+      if key.startswith("eval/") and not key.endswith(("_stderr", "_seed_std")):
+        row[key] = statistics.mean(r[key] for r in same)
+        if key + "_stderr" in same[0]:
+          n = sum(_trials(r, key) for r in same)
+          row[key + "_stderr"] = math.sqrt(row[key] * (1 - row[key]) / n)
+    ends[phase] = row
+  table = experiment.summary_table(ends, [("id", "success"), ("rule_ood", "success")])
+  with open(os.path.join(out, "seeds.md"), "w") as f:
+    f.write(table + "\n")
+  return ends
+
+
+def _trials(record: dict, key: str) -> float:
+  """The number of trials behind a rate: p(1-p)/stderr^2 (episodes or answers)."""
+  p, stderr = record[key], record[key + "_stderr"]
+  return p * (1 - p) / stderr ** 2 if stderr else record.get(
+      f"{key.rsplit('/', 1)[0]}/episodes", 1.0)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--runs", type=int, default=3)
   p.add_argument("--out", default="runs/mini_bench", help="parent of the runs' workdirs")
-  p.add_argument("--seed", type=int, default=0, help="run k trains with seed + k")
+  p.add_argument("--seed", type=int, default=42, help="run k trains with seed + k (42: the "
+                 "config's, the README's main job)")
   p.add_argument("--peer", action="store_true", help="time the pre-miniature main job instead")
   args, extra = p.parse_known_args(argv)
   os.makedirs(args.out, exist_ok=True)
@@ -70,6 +130,9 @@ def main(argv=None) -> int:
         f"range {min(walls):.0f}-{max(walls):.0f} s; cores: {os.cpu_count()}")
   with open(os.path.join(args.out, "timings.json"), "w") as f:
     json.dump({"median_seconds": median, "runs": records}, f, indent=2)
+  if not args.peer and len(records) > 1:
+    pool_seeds([r["workdir"] for r in records], args.out)
+    print(open(os.path.join(args.out, "seeds.md")).read())
   return 0
 
 

@@ -187,8 +187,9 @@ def job_plan(config, branches) -> list[tuple[str, str, int]]:
   return phases + [("final evaluations", "eval", 0)]
 
 
-def run_experiment(config, workdir: str) -> dict:
-  """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json)."""
+def run_experiment(config, workdir: str, allow_changes: bool = False) -> dict:
+  """Runs (or resumes) every phase; returns the summary (also in <workdir>/summary.json).
+  `allow_changes`: phases resume even where their saved config differs (`run.check_workdir`)."""
   exp = config.experiment
   branches = parse_branches(config)
   dirs = {name: os.path.join(workdir, name) for name in ("pretrain", "init") + branches}
@@ -198,9 +199,10 @@ def run_experiment(config, workdir: str) -> dict:
   trained = [name for name, kind, _ in plan if kind != "eval"]
 
   def start(name: str) -> dict:
-    """Enters a training phase: its progress bar's label and the job's clock."""
+    """Enters a training phase: its progress bar's label, the job's clock, the resume rule."""
     job.phase(name)
-    return {"desc": f"phase {trained.index(name) + 1}/{len(trained)} {name}", "job": job}
+    return {"desc": f"phase {trained.index(name) + 1}/{len(trained)} {name}", "job": job,
+            "allow_changes": allow_changes}
 
   evaluations = {}
   init_changes = {"sft.steps": exp.init_steps, "optim.lr": exp.init_lr or config.optim.lr}

@@ -48,6 +48,10 @@ flags.DEFINE_enum("distributed", "none", ["none", "auto", "manual"],
 flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (--distributed=manual).")
 flags.DEFINE_integer("num_processes", 0, "Number of processes (--distributed=manual).")
 flags.DEFINE_integer("process_id", -1, "This process's index (--distributed=manual).")
+flags.DEFINE_boolean(
+    "allow_config_changes", False, "train, experiment: resume a workdir even though the config "
+    "differs from the one it was run with (the changes are recorded in "
+    "<workdir>/config_changes.jsonl).")
 flags.DEFINE_string("compile_cache", "",
                     "JAX's persistent compilation cache directory (a path or gs://...): "
                     "compiled steps are reused by later runs; '' = off (the experiment "

@@ -40,5 +40,13 @@ def main(config, workdir: str | None):
     from jaxrl_gen import main as cli  # noqa: PLC0415
 
     cli.enable_compile_cache(os.path.join(workdir, "compile_cache"))
-  summary = experiment.run_experiment(config, workdir)
+  from jaxrl_gen.models.hf_config import CheckpointError  # noqa: PLC0415
+  from jaxrl_gen.train.run import RunError  # noqa: PLC0415
+
+  try:
+    summary = experiment.run_experiment(config, workdir,
+                                        allow_changes=flags.FLAGS.allow_config_changes)
+  except (RunError, CheckpointError) as e:
+    print(f"jaxrl-gen experiment: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps(summary, indent=2))

@@ -23,9 +23,6 @@ from absl import flags, logging
 TRAINERS = {"sft": ("jaxrl_gen.train.loop", "run_sft"), "rl": ("jaxrl_gen.train.rl", "run_rl"),
             "grpo": ("jaxrl_gen.train.rl", "run_rl")}
 
-_ALLOW_CHANGES = flags.DEFINE_boolean(
-    "allow_config_changes", False, "Resume a workdir even though the config differs from the "
-    "one it was run with (the changes are recorded in <workdir>/config_changes.jsonl).")
 
 
 def default_workdir(config) -> str:
@@ -44,7 +41,8 @@ def main(config, workdir: str | None):
   module, function = TRAINERS[config.mode]
   try:
     getattr(importlib.import_module(module), function)(
-        config, workdir or default_workdir(config), allow_changes=_ALLOW_CHANGES.value)
+        config, workdir or default_workdir(config),
+        allow_changes=flags.FLAGS.allow_config_changes)
   except (RunError, CheckpointError) as e:
     print(f"jaxrl-gen: {e}", file=sys.stderr)
     sys.exit(2)
