@@ -28,7 +28,9 @@ def eval_config(config):
   with config.unlocked():
     config.mesh.shape = (-1, 1, 1)
     config.eval.benchmarks, config.eval.episodes, config.eval.batch_size = "id", 5, 4
+    config.eval.verify_iter = 2  # two answers an episode: the second sees the first's feedback
     config.ppo.grad_accum, config.ppo.eval_every = 1, 2
+    config.ppo.ppo_epochs = 1  # the update's collectives run in each of its minibatches alike
   return config
 
 
@@ -57,6 +59,12 @@ def main(process_id: int, port: int, out_dir: str):
   from jaxrl_gen.train import rl  # noqa: PLC0415
 
   assert jax.process_count() == 2 and jax.device_count() == 8
+  # A persistent compilation cache (JAX writes it from process 0; both read it): the run
+  # loads the model initializer the evaluation compiled, the rerun what the run compiled
+  # (run_rl builds its steps afresh).
+  jax.config.update("jax_compilation_cache_dir", os.path.join(out_dir, "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   config = eval_config(tiny_rl.config(ROOT))
   answers = eval_answers(config)
   if process_id == 0:
