@@ -113,16 +113,20 @@ def mini_config(repo_root, count=6):
   return config
 
 
-def test_exact_match_probe_tells_recall_from_solving(repo_root):
+def test_exact_match_probe_tells_recall_from_solving(repo_root, tmp_path):
+  from jaxrl_gen.data import expert_tfds, sources  # noqa: PLC0415
+
   config = mini_config(repo_root)
+  config.data.train_size, config.data.eval_size = 6, 6
   train = probes.sft_pairs(config, 6, "train")
   heldout = probes.sft_pairs(config, 6, "test")
   assert [p.prompt for p in train] != [p.prompt for p in heldout]
-  # The warm-up's data set is written from the same pure function of the seed.
-  options = {"formula": "random", "revisions": 0, "rules": "env"}
-  first = experts.episode_pairs("gp", gp.EnvParams(**config.env.to_dict()), options,
-                                config.data.seed, 0, 0)[0]
-  assert (first.prompt, first.response) == (train[0].prompt, train[0].response)
+  # The probes' pairs are the warm-up's data set's examples (stored in TFDS's own order).
+  data = sources.from_config(config, str(tmp_path))
+  for split, pairs in ((data.train, train), (data.test, heldout)):
+    stored = [expert_tfds.record_pair(split[i]) for i in range(6)]
+    assert sorted((p.prompt, p.response) for p in stored) == sorted(
+        (p.prompt, p.response) for p in pairs)
   recall = {p.prompt: p.response for p in train}
 
   def memorizer(conversations, key):
