@@ -92,6 +92,8 @@ Evaluation (`reference.md` §6; `jaxrl_gen.eval`), the reference's values as def
     eval.verify_iter      5: attempts per hand (sequential revision) outside recognition.
     eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
                           results do not depend on it.
+    eval.seeds, eval.probes   1, 0: repeated evaluation seeds and the memorization probes (every
+                          task; `jaxrl_gen.config_lib.eval_repeats`).
 
 RL (mode rl; `jaxrl_gen.train.rl`): `config.ppo.*` is documented in
 `jaxrl_gen.config_lib.ppo_config`; GP-L and GP-VL use the reference's launched values (20

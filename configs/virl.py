@@ -88,6 +88,8 @@ Evaluation (`reference.md` §6, `decisions.md` row 13; `jaxrl_gen.eval`,
                           results do not depend on it.
     eval.visual_ood_data_dir  '': the VLN_mini directory for the visual-OOD evaluation (18 routes
                           in order); '' = the synthetic 'mini' data set.
+    eval.seeds, eval.probes   1, 0: repeated evaluation seeds and the memorization probes (every
+                          task; `jaxrl_gen.config_lib.eval_repeats`).
 
 RL (mode rl; `jaxrl_gen.train.rl`): `config.ppo.*` is documented in
 `jaxrl_gen.config_lib.ppo_config`; V-IRL uses the reference's launched values (15 updates,
