@@ -9,6 +9,9 @@ import tiny_rl
 from jaxrl_gen import experiment, metrics
 from jaxrl_gen.models import mllama, presets
 
+# the phases compile the same steps (pre-training and warm-up, a probe and its branch, reruns)
+pytestmark = pytest.mark.usefixtures("compile_cache")
+
 
 def test_sft_branch_gets_the_rl_branchs_flops():
   init = [{"step": 10, "train/tokens_seen": 1000.0}, {"step": 20, "train/tokens_seen": 2000.0}]
@@ -71,13 +74,17 @@ def _tiny_experiment_config(repo_root, benchmarks: str):
   return config
 
 
-def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(repo_root, tmp_path):
-  """The whole driver: pre-training on the rule family, warm-up, RL and SFT branches, curves,
-  figure, summary. Pre-training is not counted in the x axis. Rerun with more benchmarks, it
-  trains nothing again and evaluates each branch's end on them."""
+def test_experiment_runs_its_branches_at_equal_flops_and_completes_on_rerun(repo_root, tmp_path):
+  """The whole driver: pre-training on the rule family, warm-up, RL, SFT and a GRPO branch
+  (the self-judged one; `grpo` is the same path on the verifier reward), curves, figure,
+  summary. Pre-training is not counted in the x axis. SFT gets the steps and GRPO the updates
+  (measured on a one-update probe) that the RL branch's FLOPs buy. Rerun with more
+  benchmarks, it trains nothing again and evaluates each branch's end on them."""
   config = _tiny_experiment_config(repo_root, "id")
   with config.unlocked():
-    config.experiment.pretrain_steps = 2
+    config.experiment.pretrain_steps, config.experiment.rl_updates = 2, 1
+    config.experiment.branches = "rl,sft,grpo_judge"
+    config.grpo.groups, config.grpo.group_size, config.grpo.judge_max_new_tokens = 2, 2, 4
   summary = experiment.run_experiment(config, str(tmp_path))
   pretrain = json.loads((tmp_path / "pretrain" / "config.json").read_text())
   assert pretrain["data"]["rules"] == "family" and pretrain["sft"]["steps"] == 2
@@ -89,48 +96,31 @@ def test_experiment_runs_both_branches_at_equal_flops_and_completes_on_rerun(rep
   assert init_flops == metrics.read_jsonl(tmp_path / "init" / "metrics.jsonl")[-1]["train/flops"]
   phases = json.loads((tmp_path / "phase_seconds.json").read_text())
   assert list(phases)[:4] == ["pre-training", "pre-training eval", "warm-up", "warm-up eval"]
-  assert [c["branch"] for c in curves] == ["rl", "sft", "rl", "sft"]
+  branches = ("rl", "sft", "grpo_judge")
+  assert sorted(c["branch"] for c in curves) == sorted(branches * 2)
   rl_end, sft_end = summary["rl"]["flops"], summary["sft"]["flops"]
   assert init_flops < rl_end and init_flops < sft_end
   sft_steps = max(r["step"] for r in metrics.read_jsonl(tmp_path / "sft" / "metrics.jsonl"))
   init_records = metrics.read_jsonl(tmp_path / "init" / "metrics.jsonl")
   num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
   assert sft_steps == experiment.sft_steps_for(rl_end - init_flops, init_records, num_params)
-  assert all("eval/id/success_stderr" in summary[p] for p in ("init", "rl", "sft"))
+  per_update = metrics.read_jsonl(tmp_path / "grpo_judge_probe" / "metrics.jsonl")[-1][
+      "train/flops"]
+  judge = [r for r in metrics.read_jsonl(tmp_path / "grpo_judge" / "metrics.jsonl")
+           if "ppo/policy_loss" in r]
+  assert len(judge) == max(1, round((rl_end - init_flops) / per_update))
+  assert abs(summary["grpo_judge"]["flops"] - rl_end) <= per_update
+  assert all("grpo/judge_score" in r for r in judge)
+  assert all("eval/id/success_stderr" in summary[p] for p in ("init",) + branches)
   assert (tmp_path / "generalization.png").stat().st_size > 1000
 
   trained = {p: (tmp_path / p / "metrics.jsonl").read_text()
-             for p in ("pretrain", "init", "rl", "sft")}
+             for p in ("pretrain", "init") + branches}
   config.eval.benchmarks = "id,rule_ood"
   summary = experiment.run_experiment(config, str(tmp_path))
   assert {p: (tmp_path / p / "metrics.jsonl").read_text() for p in trained} == trained
-  for phase in ("init", "rl", "sft"):
+  for phase in ("init",) + branches:
     assert 0.0 <= summary[phase]["eval/rule_ood/success"] <= 1.0, phase
   assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
   assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
-  assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 4
-
-
-def test_grpo_branches_get_the_rl_branchs_flops(repo_root, tmp_path):
-  """With experiment.branches naming it, a GRPO branch (here the self-judged one; `grpo` is
-  the same path on the verifier reward) runs from the same warm-up for the updates the RL
-  branch's FLOPs buy, measured on a one-update probe."""
-  config = _tiny_experiment_config(repo_root, "id")
-  with config.unlocked():
-    config.experiment.branches = "rl,grpo_judge"
-    config.grpo.groups, config.grpo.group_size, config.grpo.judge_max_new_tokens = 2, 2, 4
-    config.eval.episodes = 2
-  summary = experiment.run_experiment(config, str(tmp_path))
-  curves = metrics.read_jsonl(tmp_path / "curves.jsonl")
-  assert {c["branch"] for c in curves} == {"rl", "grpo_judge"}
-  init_flops = curves[0]["flops"]
-  rl_flops = summary["rl"]["flops"] - init_flops
-  for branch in ("grpo_judge",):
-    probe = metrics.read_jsonl(tmp_path / f"{branch}_probe" / "metrics.jsonl")
-    per_update = probe[-1]["train/flops"]
-    records = metrics.read_jsonl(tmp_path / branch / "metrics.jsonl")
-    updates = len([r for r in records if "ppo/policy_loss" in r])
-    assert updates == max(1, round(rl_flops / per_update))
-    assert abs(summary[branch]["flops"] - init_flops - rl_flops) <= per_update
-  judge = metrics.read_jsonl(tmp_path / "grpo_judge" / "metrics.jsonl")
-  assert all("grpo/judge_score" in r for r in judge if "ppo/policy_loss" in r)
+  assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 6
