@@ -32,6 +32,8 @@ ROWS = [
     ("1b-rl-v5e16", f"{GP_L},rl,llama-3.2-1b", "v5e:4x4", RL_SHAPES),
     ("11b-sft-v5p8", f"{GP_VL},sft,llama-3.2-11b-vision", "v5p:2x2x2", []),
     ("11b-rl-v5p8", f"{GP_VL},rl,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
+    # GRPO keeps a frozen reference model beside the policy (no critic): its own fit
+    ("11b-grpo-v5p8", f"{GP_VL},grpo,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
     ("11b-sft-v4-16", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x4", []),
     ("11b-rl-v4-16", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4", RL_SHAPES),
     ("11b-rl-v4-16-ga128", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4",

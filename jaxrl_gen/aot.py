@@ -57,10 +57,14 @@ class Report:
   model_flops: float
   tokens: int
   est_step_s: float
+  # held on the chip beside the function's own buffers for the whole run: the frozen
+  # reference parameters of an RL run with a KL term or a self-judge
+  resident_gib: float = 0.0
 
   @property
   def peak_gib_per_chip(self) -> float:
-    return self.argument_gib + self.output_gib - self.alias_gib + self.temp_gib
+    return (self.argument_gib + self.output_gib - self.alias_gib + self.temp_gib
+            + self.resident_gib)
 
   @property
   def fits(self) -> bool:
@@ -82,7 +86,9 @@ class Report:
   def line(self) -> str:
     return (f"{self.function:<11} {self.topology:<10} compile {self.compile_s:6.1f} s | per chip:"
             f" args {self.argument_gib:6.2f} out {self.output_gib:6.2f} alias"
-            f" {self.alias_gib:6.2f} temp {self.temp_gib:6.2f} -> peak"
+            f" {self.alias_gib:6.2f} temp {self.temp_gib:6.2f}"
+            + (f" reference {self.resident_gib:6.2f}" if self.resident_gib else "") +
+            f" -> peak"
             f" {self.peak_gib_per_chip:6.2f} / {self.hbm_gib_per_chip:.0f} GiB"
             f" {'fits' if self.fits else 'DOES NOT FIT'} | {self.model_flops:.3g} FLOPs,"
             f" est {self.est_step_s:.3g} s, MFU <= {self.est_mfu:.0%}")
@@ -172,6 +178,16 @@ def _shard_bytes(tree) -> int:
                                                                           jax.dtypes.prng_key))
 
 
+def _reference_bytes(config, built) -> int:
+  """Per-chip bytes of the frozen copy of the trained parameters an RL run keeps (sharded as
+  the policy's), 0 when it keeps none."""
+  from jaxrl_gen.train import rl  # noqa: PLC0415
+
+  if config.mode == "sft" or not rl.keeps_reference(config):
+    return 0
+  return _shard_bytes(built["rescore"].args[0])  # the trained parameters, placed
+
+
 def _memory(step) -> dict[str, float]:
   """Per-chip bytes of the compiled step: XLA's memory analysis or, when libtpu refuses to
   compile for lack of HBM, the temporaries it reports and the arguments' shards."""
@@ -216,6 +232,7 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
   device = mesh.devices.flat[0]
   chip = chips_lib.lookup(device.device_kind)
   sizes = dict(mesh.shape)
+  resident = _reference_bytes(config, built)
   reports = []
   for name in names:
     if functions and name not in functions:
@@ -233,7 +250,8 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
         hbm_gib_per_chip=memory.get("hbm", chip.hbm_bytes) / GIB, model_flops=step.flops,
         tokens=step.tokens,
         est_step_s=_roofline(step, built.model_config, chip, mesh.devices.size, moved,
-                             sizes["tensor"]))
+                             sizes["tensor"]),
+        resident_gib=resident / GIB)
     reports.append(report)
     if on_report is not None:
       on_report(report)

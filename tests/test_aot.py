@@ -135,3 +135,24 @@ def test_validate_refuses_a_training_mesh_that_cannot_hold_the_state(monkeypatch
   with config.unlocked():
     config.mesh.shape = (1, -1, 1)
   config_lib.validate(config)
+
+
+def test_a_run_that_keeps_a_frozen_reference_counts_it_on_every_chip():
+  """GRPO with a KL term holds a copy of the trained parameters beside the policy for the whole
+  run: each step's per-chip peak includes that copy's shard; without a KL there is none."""
+  shapes = dict(ppo__num_steps=16, ppo__num_envs=16, ppo__rescore_chunk=4,
+                sampling__max_new_tokens=32, grpo__groups=4)
+  with_kl = _tiny("l,grpo,tiny-text", **shapes)
+  without = _tiny("l,grpo,tiny-text", ppo__kl_coef=0.0, **shapes)
+  assert with_kl.ppo.kl_coef > 0
+  (kept,) = aot.check(with_kl, "v5p:2x2x2", prompt_length=64, functions=["rescore"])
+  (bare,) = aot.check(without, "v5p:2x2x2", prompt_length=64, functions=["rescore"])
+  assert bare.resident_gib == 0
+  mesh = aot.topology_mesh("v5p:2x2x2", with_kl.mesh.shape)
+  mc = steps.model_config(with_kl, mesh)
+  weight_shards = mesh.shape["fsdp"] * mesh.shape["tensor"]
+  # the trained parameters in their dtype, sharded as the policy's (norms replicated: a bit more)
+  floor = mllama.param_count(mc) * np.dtype(mc.param_dtype).itemsize / weight_shards / 2 ** 30
+  assert floor <= kept.resident_gib < 1.5 * floor
+  assert kept.peak_gib_per_chip == pytest.approx(bare.peak_gib_per_chip + kept.resident_gib)
+  assert "reference" in kept.line() and "reference" not in bare.line()

@@ -294,6 +294,13 @@ def _iteration(run: Trainer, state, carried: RolloutState, env, env_params, judg
   return batch, record, forward
 
 
+def keeps_reference(config) -> bool:
+  """Whether the run holds a frozen copy of the initial parameters on its devices: the KL's
+  reference, or the self-judged reward's judge."""
+  grouped = config.ppo.advantage in advantages_lib.GROUP
+  return bool(config.ppo.kl_coef) or (grouped and config.grpo.reward == "self_judge")
+
+
 def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None = None,
            job: metrics_lib.JobClock | None = None) -> state_lib.TrainState:
   """Trains (or resumes) the RL run of `config` in `workdir`; returns the final state (`desc`
@@ -310,9 +317,9 @@ def run_rl(config, workdir: str, allow_changes: bool = False, desc: str | None =
   _, state = state_lib.create(net, built.tx, seed=config.seed, freeze=cfg.freeze)
   del model, net
   state = jax.device_put(state, built.shardings)
-  needs_ref = cfg.kl_coef or (grouped and config.grpo.reward == "self_judge")
   run = Trainer(config, built, processor, cfg, mesh, mllama.param_count(model_config),
-                ref_params=jax.tree.map(jnp.copy, state.params) if needs_ref else None)
+                ref_params=jax.tree.map(jnp.copy, state.params) if keeps_reference(config)
+                else None)
 
   env, env_params = envs.get(config.task), envs.params_from_config(config)
   runner = None if grouped else batch_lib.LockstepEpisodes(
