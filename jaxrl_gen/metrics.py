@@ -181,10 +181,14 @@ class JobClock:
 
   Each phase has a kind and a number of units (steps, updates, evaluations). The ETA is the
   remaining units of every phase times its kind's seconds a unit: measured on this machine as
-  soon as a phase of that kind has run two units (the first, which compiles, is left out),
-  the prior before. `attach` hooks a phase's progress bar; each redraw then shows
-  '[job 37% ETA 6:12]' after the phase's label. `units` may be revised (`plan`) once known,
+  soon as a phase of that kind has run for a few seconds past its first unit (which compiles
+  and is left out), the prior or the kind's last phase's rate before. `attach` hooks a
+  phase's progress bar; each redraw then shows '[job 37% ETA 6:12]' after the phase's label. `units` may be revised (`plan`) once known,
   e.g. a branch whose length follows from another's FLOPs."""
+
+  # Steps dispatched asynchronously finish in bursts (several in a blink, then a wait for the
+  # next logged step): a rate measured over less time than this swings the ETA by minutes.
+  RATE_WINDOW_S = 5.0
 
   def __init__(self, phases, priors):
     self.units = {name: float(units) for name, _, units in phases}
@@ -239,7 +243,7 @@ class JobClock:
       now = time.perf_counter()
       if first is None:
         first = (now, bar.n)
-      elif bar.n > first[1]:
+      elif bar.n > first[1] and now - first[0] >= self.RATE_WINDOW_S:
         self.rates[kind] = (now - first[0]) / (bar.n - first[1])
       bar.set_description_str(f"{label} [{self.describe()}]")
       return result

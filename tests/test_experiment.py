@@ -124,3 +124,51 @@ def test_experiment_runs_its_branches_at_equal_flops_and_completes_on_rerun(repo
   assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
   assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
   assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 6
+
+
+class _Bar:
+  """A progress bar as JobClock sees it: a count, update() and a description."""
+
+  def __init__(self):
+    self.n, self.description = 0, ""
+
+  def update(self, n=1):
+    self.n += n
+
+  def set_description_str(self, text, refresh=True):
+    self.description = text
+
+
+def test_job_eta_ignores_bursts_of_asynchronously_dispatched_steps(monkeypatch):
+  """The whole job's ETA in every phase's bar: a kind's seconds a unit are measured over at
+  least a few seconds (steps dispatched asynchronously finish in bursts: eight in 0.1 s, then
+  a wait), carried into the next phase of that kind, and the job's share only grows."""
+  now = [0.0]
+  monkeypatch.setattr(metrics.time, "perf_counter", lambda: now[0])
+  job = metrics.JobClock([("pre-training", "sft", 10), ("warm-up", "sft", 10)], {"sft": 1.0})
+  assert job.eta() == 20.0
+  shares = []
+
+  def unit(at):
+    now[0] = at
+    bar.update()
+    shares.append(float(bar.description.split("job ")[1].split("%")[0]))
+
+  job.phase("pre-training")
+  bar = _Bar()
+  job.attach(bar, "phase 1/2 pre-training")
+  unit(3.0)  # the first step compiles
+  for k in range(8):
+    unit(3.1 + 0.01 * k)  # a burst: its 0.01 s a step is not the rate
+  assert job.eta() == 11.0  # the prior's 1 s a step for the 11 steps left
+  unit(12.1)  # nine steps in 9.1 s since the first: a window long enough to measure
+  assert job.rates["sft"] == pytest.approx(9.1 / 9)
+  job.phase("warm-up")
+  bar = _Bar()
+  job.attach(bar, "phase 2/2 warm-up")
+  unit(15.0)
+  for k in range(8):
+    unit(15.1 + 0.01 * k)
+  assert job.rates["sft"] == pytest.approx(9.1 / 9)  # the pre-training's, not the burst's
+  assert job.eta() == pytest.approx(1 * 9.1 / 9)
+  assert shares == sorted(shares) and "ETA 0:01" in bar.description
