@@ -44,7 +44,7 @@ def run_once(command: list[str], workdir: str) -> dict:
 
 
 def _headline(results: dict, branch: str) -> dict:
-  return {f"{branch}/{k.split('/')[1]}": v for k, v in results.items()
+  return {f"{branch}/{k.split('/', 1)[1]}": v for k, v in results.items()
           if k.endswith("/success") or k.endswith("/training_rule")}
 
 
