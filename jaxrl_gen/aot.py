@@ -258,6 +258,19 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
   return reports
 
 
+def _fewer_sampled_rows(config, report: Report) -> str:
+  """The sampler's temporaries (KV cache, logits) grow with the rows it decodes at once: the
+  largest power-of-two share of them whose temporaries fit beside the weights (and a frozen
+  reference), as `sampling.max_rows` (the same episodes, answered in consecutive calls)."""
+  # a tenth of the chip's free memory kept back: a compile that fills HBM to the byte is refused
+  room = 0.9 * (report.hbm_gib_per_chip - (report.peak_gib_per_chip - report.temp_gib))
+  share = 2 ** math.ceil(math.log2(report.temp_gib / room)) if room > 0 else 0
+  rows = min(config.ppo.num_envs, config.sampling.max_rows or config.ppo.num_envs)
+  if not share or rows // share == 0:
+    return "fewer sampled rows cannot help: the weights alone fill the chip"
+  return f"--config.sampling.max_rows={rows // share} (rows a host decodes at once)"
+
+
 def advice(config, report: Report) -> str:
   """One line: why a step does not fit and what would."""
   need = report.peak_gib_per_chip / report.hbm_gib_per_chip
@@ -267,6 +280,8 @@ def advice(config, report: Report) -> str:
     tips.append("--config.model.remat=full")
   if config.mode == "sft":
     tips.append(f"--config.sft.accum={config.sft.accum * 2 ** math.ceil(math.log2(need) + 1)}")
+  elif report.function == "sample":
+    tips.append(_fewer_sampled_rows(config, report))
   else:
     # Micro-batches smaller than the data shards are gathered whole onto every chip: fewer,
     # larger ones (one row a data shard) need less memory, not more.

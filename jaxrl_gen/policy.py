@@ -43,14 +43,34 @@ class ModelPolicy:
   """A model (a `Model`, or its `nnx.split` pair) with its processor and sampling settings."""
 
   def __init__(self, model: nnx.Module | tuple[nnx.GraphDef, nnx.State], processor: Processor,
-               *, sampling_kwargs: dict[str, Any], mesh=None):
+               *, sampling_kwargs: dict[str, Any], mesh=None, max_rows: int = 0):
     self.model, self.processor, self.mesh = model, processor, mesh
     self.sampling_kwargs = dict(sampling_kwargs)
+    self.max_rows = max_rows
 
   def generate(self, conversations: Sequence[core.Conversation], key, **overrides
                ) -> list[Generation]:
-    """Answers every conversation with one `sampling.generate` call (`overrides` replace
-    sampling settings, e.g. `max_new_tokens=1` for the prompts' hidden states only)."""
+    """Answers every conversation with one `sampling.generate` call, or with consecutive
+    calls of at most `max_rows` conversations (`sampling.max_rows`: the sampler's memory
+    grows with the rows it decodes at once); `overrides` replace sampling settings, e.g.
+    `max_new_tokens=1` for the prompts' hidden states only. Call i > 0 samples with
+    fold_in(key, i). Every process makes as many calls as the process with the most."""
+    if not self.max_rows or len(conversations) <= self.max_rows and jax.process_count() == 1:
+      return self._generate(conversations, key, **overrides)
+    rows = self.max_rows
+    calls = -(-len(conversations) // rows)
+    if jax.process_count() > 1:
+      calls = int(parallel.process_max(np.array([calls]))[0])
+    out = []
+    for i in range(calls):
+      chunk = conversations[i * rows:(i + 1) * rows]
+      answers = self._generate(chunk or conversations[:1],  # a stand-in keeps the collectives
+                               key if i == 0 else jax.random.fold_in(key, i), **overrides)
+      out.extend(answers[:len(chunk)])
+    return out
+
+  def _generate(self, conversations: Sequence[core.Conversation], key, **overrides
+                ) -> list[Generation]:
     encoded = [self.processor.encode_prompt(c) for c in conversations]
     image_rows = [self.image_arrays(e.images) for e in encoded]
     images = None

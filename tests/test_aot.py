@@ -2,6 +2,7 @@
 (libtpu), their per-chip memory, sharding constraints and model FLOPs; `jaxrl-gen aot`'s
 exit codes and one-line refusals."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -156,3 +157,23 @@ def test_a_run_that_keeps_a_frozen_reference_counts_it_on_every_chip():
   assert floor <= kept.resident_gib < 1.5 * floor
   assert kept.peak_gib_per_chip == pytest.approx(bare.peak_gib_per_chip + kept.resident_gib)
   assert "reference" in kept.line() and "reference" not in bare.line()
+
+
+def test_a_sampler_over_hbm_is_advised_fewer_rows_a_call_not_more_micro_batches():
+  """The 11B GRPO recipe on a v5p:2x2x2 as measured (docs/pods.md): 256 rows a host decoded at
+  once need 177.8 GiB of temporaries; the advice is the largest power-of-two share of them a
+  call whose temporaries fit (64: 44 GiB), not PPO's gradient accumulation; the sample step
+  then compiles for that many rows."""
+  config = _tiny("vl,grpo,llama-3.2-11b-vision")
+  report = aot.Report(function="sample", topology="v5p:2x2x2", chip="TPU v5p", chips=8,
+                      hosts=2, mesh=(1, 8, 1), compile_s=9.0, argument_gib=5.87, output_gib=0.0,
+                      alias_gib=0.0, temp_gib=177.78, hbm_gib_per_chip=95.0, model_flops=1.0,
+                      tokens=1, est_step_s=1.0, resident_gib=4.97)
+  line = aot.advice(config, report)
+  assert config.ppo.num_envs == 256 and "--config.sampling.max_rows=64 (rows a host" in line
+  assert "grad_accum" not in line
+  tiny = _tiny("l,grpo,tiny-text", sampling__max_rows=4)
+  assert tiny.ppo.num_envs == 64
+  mesh = parallel.make_mesh((1, -1, 1))
+  rows = steps.rl(tiny, mesh, prompt_length=16)["sample"].args[1]["ids"].shape[0]
+  assert rows == 8  # one call's 4 rows, padded to the 8 batch shards (not the 64 episodes)

@@ -85,3 +85,20 @@ def test_answers_equal_a_direct_generate_call(tiny, variant):
     text_only = sampling.generate(model, ids, key=key, eos_ids=processor.ids.stop,
                                   pad_id=processor.ids.pad, **SAMPLING)
     assert not np.array_equal(text_only.logprobs, result.logprobs)
+
+
+def test_max_rows_answers_in_consecutive_calls(tiny):
+  """`sampling.max_rows` = 2: five conversations are answered by three calls of at most two,
+  call i with fold_in(key, i) (call 0 with the key itself), in order."""
+  model, processor = tiny
+  conversations = _conversations(gp.EnvParams(), (1, 2, 3, 4, 5))
+  key = jax.random.key(7)
+  chunked = policy_lib.ModelPolicy(model, processor, sampling_kwargs=SAMPLING, max_rows=2)
+  got = chunked.generate(conversations, key)
+  assert len(got) == 5
+  whole = policy_lib.ModelPolicy(model, processor, sampling_kwargs=SAMPLING)
+  for i, call_key in enumerate([key, jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)]):
+    want = whole.generate(conversations[2 * i:2 * i + 2], call_key)
+    for g, w in zip(got[2 * i:2 * i + 2], want, strict=True):
+      np.testing.assert_array_equal(g.prompt_ids, w.prompt_ids)
+      np.testing.assert_array_equal(g.tokens, w.tokens)

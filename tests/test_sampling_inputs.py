@@ -166,7 +166,8 @@ def test_config_sampling_section_validates_and_feeds_generate(repo_root, tiny_te
   for key, value, message in [("temperature", -1.0, "temperature=-1.0: must be >= 0"),
                               ("top_p", 1.5, r"top_p=1.5: must be in \(0, 1\]"),
                               ("prompt_buckets", (128, 64), r"prompt_buckets=\(128, 64\): must be strictly"),
-                              ("cache_dtype", "int4", "cache_dtype='int4': must be one of")]:
+                              ("cache_dtype", "int4", "cache_dtype='int4': must be one of"),
+                              ("max_rows", -1, r"max_rows=-1: must be >= 0")]:
     bad = module.get_config("l")
     bad.sampling[key] = value
     with pytest.raises(config_lib.ConfigError, match=f"config.sampling.{message}"):

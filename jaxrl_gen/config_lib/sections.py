@@ -402,6 +402,12 @@ def sampling_config(toy: bool = False) -> ml_collections.ConfigDict:
       sampling.decode_layers   'auto' | 'scan' | 'unrolled': how decode steps run the layers
                                ('unrolled' keeps a per-call copy of the decoder weights and
                                reads them in place; 'auto' = 'unrolled' on CPU only).
+      sampling.max_rows        0: an RL rollout answers all of a turn's conversations in one
+                               generate call; n > 0: at most n a process per call, in
+                               consecutive calls (the sampler's KV cache and logits grow with
+                               the rows decoded at once: GRPO's 256 rows a host need 189 GiB a
+                               chip for 11B on a v5p:2x2x2, 32 fit; docs/pods.md). Evaluations
+                               decode eval.batch_size rows a call.
   """
   return ml_collections.ConfigDict({
       "temperature": 0.2,
@@ -412,4 +418,5 @@ def sampling_config(toy: bool = False) -> ml_collections.ConfigDict:
       "batch_buckets": sampling_inputs.BATCH_BUCKETS,
       "cache_dtype": "auto",
       "decode_layers": "auto",
+      "max_rows": 0,
   })

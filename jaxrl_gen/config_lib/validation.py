@@ -60,6 +60,8 @@ def validate_sampling(config: ml_collections.ConfigDict) -> None:
   _check(s.temperature >= 0, f"config.sampling.temperature={s.temperature}: must be >= 0")
   _check(0 < s.top_p <= 1, f"config.sampling.top_p={s.top_p}: must be in (0, 1]")
   _check(s.top_k >= 0, f"config.sampling.top_k={s.top_k}: must be >= 0 (0 = off)")
+  _check(s.max_rows >= 0, f"config.sampling.max_rows={s.max_rows}: must be >= 0 (0 = all rows"
+         " in one call)")
   _check(s.max_new_tokens >= 1,
          f"config.sampling.max_new_tokens={s.max_new_tokens}: must be positive")
   for name in ("prompt_buckets", "batch_buckets"):

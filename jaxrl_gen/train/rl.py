@@ -125,7 +125,8 @@ class Trainer:
     kwargs = sampling.kwargs_from_config(self.config.sampling)
     if not evaluation:
       kwargs["temperature"] = steps_lib.rollout_temperature(self.config)
-    return ModelPolicy(net.model, self.processor, mesh=self.mesh, sampling_kwargs=kwargs)
+    return ModelPolicy(net.model, self.processor, mesh=self.mesh, sampling_kwargs=kwargs,
+                       max_rows=self.config.sampling.max_rows)
 
   # --- collect ------------------------------------------------------------------------------
 

@@ -252,7 +252,8 @@ def rl(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | None
   steps["ppo_update"] = Step("ppo_update", update, mesh, (placed, abstract, _key(mesh)),
                              6.0 * n * tokens, tokens)
 
-  steps["sample"] = sampler(config, mesh, mc, rows=config.ppo.num_envs * hosts,
+  per_call = min(config.ppo.num_envs, config.sampling.max_rows or config.ppo.num_envs)
+  steps["sample"] = sampler(config, mesh, mc, rows=per_call * hosts,
                             prompt_length=prompt_length, images=images)
   return Built(mc, graphdef, tx, shardings, steps)
 
