@@ -34,6 +34,10 @@ ROWS = [
     ("11b-rl-v5p8", f"{GP_VL},rl,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
     # GRPO keeps a frozen reference model beside the policy (no critic): its own fit
     ("11b-grpo-v5p8", f"{GP_VL},grpo,llama-3.2-11b-vision", "v5p:2x2x2", RL_SHAPES),
+    ("11b-grpo-v5p8-g4", f"{GP_VL},grpo,llama-3.2-11b-vision", "v5p:2x2x2",
+     RL_SHAPES + ["--config.grpo.groups=4", "--config.ppo.grad_accum=4"]),  # 32 rows a host
+    ("11b-grpo-v5p8-mr32", f"{GP_VL},grpo,llama-3.2-11b-vision", "v5p:2x2x2",
+     RL_SHAPES + ["--config.sampling.max_rows=32"]),  # 256 rows a host, sampled 32 at a time
     ("11b-sft-v4-16", f"{GP_VL},sft,llama-3.2-11b-vision", "v4:2x2x4", []),
     ("11b-rl-v4-16", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4", RL_SHAPES),
     ("11b-rl-v4-16-ga128", f"{GP_VL},rl,llama-3.2-11b-vision", "v4:2x2x4",
