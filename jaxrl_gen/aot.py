@@ -262,10 +262,12 @@ def _fewer_sampled_rows(config, report: Report) -> str:
   """The sampler's temporaries (KV cache, logits) grow with the rows it decodes at once: the
   largest power-of-two share of them whose temporaries fit beside the weights (and a frozen
   reference), as `sampling.max_rows` (the same episodes, answered in consecutive calls)."""
+  from jaxrl_gen.train import steps  # noqa: PLC0415
+
   # a tenth of the chip's free memory kept back: a compile that fills HBM to the byte is refused
   room = 0.9 * (report.hbm_gib_per_chip - (report.peak_gib_per_chip - report.temp_gib))
   share = 2 ** math.ceil(math.log2(report.temp_gib / room)) if room > 0 else 0
-  rows = min(config.ppo.num_envs, config.sampling.max_rows or config.ppo.num_envs)
+  rows = steps.sample_rows(config)
   if not share or rows // share == 0:
     return "fewer sampled rows cannot help: the weights alone fill the chip"
   return f"--config.sampling.max_rows={rows // share} (rows a host decodes at once)"

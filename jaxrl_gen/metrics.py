@@ -183,8 +183,9 @@ class JobClock:
   remaining units of every phase times its kind's seconds a unit: measured on this machine as
   soon as a phase of that kind has run for a few seconds past its first unit (which compiles
   and is left out), the prior or the kind's last phase's rate before. `attach` hooks a
-  phase's progress bar; each redraw then shows '[job 37% ETA 6:12]' after the phase's label. `units` may be revised (`plan`) once known,
-  e.g. a branch whose length follows from another's FLOPs."""
+  phase's progress bar; each redraw then shows '[job 37% ETA 6:12]' after the phase's label.
+  `units` may be revised (`plan`) once known, e.g. a branch whose length follows from
+  another's FLOPs."""
 
   # Steps dispatched asynchronously finish in bursts (several in a blink, then a wait for the
   # next logged step): a rate measured over less time than this swings the ETA by minutes.

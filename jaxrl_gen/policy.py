@@ -55,7 +55,7 @@ class ModelPolicy:
     grows with the rows it decodes at once); `overrides` replace sampling settings, e.g.
     `max_new_tokens=1` for the prompts' hidden states only. Call i > 0 samples with
     fold_in(key, i). Every process makes as many calls as the process with the most."""
-    if not self.max_rows or len(conversations) <= self.max_rows and jax.process_count() == 1:
+    if not self.max_rows or (len(conversations) <= self.max_rows and jax.process_count() == 1):
       return self._generate(conversations, key, **overrides)
     rows = self.max_rows
     calls = -(-len(conversations) // rows)

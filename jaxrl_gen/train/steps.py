@@ -184,7 +184,7 @@ def rl(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | None
        prompt_length: int = 512, output_length: int | None = None) -> Built:
   """The RL run's steps: `rescore` (the no-grad scoring pass over `ppo.rescore_chunk` rows a
   process), `ppo_update` (the update with `ppo.loss`, the state donated, `ppo.num_steps` rows a
-  process) and `sample` (the sampler's prefill + decode program for `ppo.num_envs` prompts a
+  process) and `sample` (the sampler's prefill + decode program for `sample_rows` prompts a
   process). PPO trains an `ActorCritic`, the GRPO family (a group `ppo.advantage`) a bare
   `Policy`. Abstract batches are `prompt_length` + `output_length` (default
   `sampling.max_new_tokens`) tokens, each rounded up to `ppo.length_multiple`; images (one a
@@ -252,10 +252,15 @@ def rl(config, mesh: Mesh, mc: ModelConfig | None = None, *, images: bool | None
   steps["ppo_update"] = Step("ppo_update", update, mesh, (placed, abstract, _key(mesh)),
                              6.0 * n * tokens, tokens)
 
-  per_call = min(config.ppo.num_envs, config.sampling.max_rows or config.ppo.num_envs)
-  steps["sample"] = sampler(config, mesh, mc, rows=per_call * hosts,
+  steps["sample"] = sampler(config, mesh, mc, rows=sample_rows(config) * hosts,
                             prompt_length=prompt_length, images=images)
   return Built(mc, graphdef, tx, shardings, steps)
+
+
+def sample_rows(config) -> int:
+  """Rows a process decodes in one rollout generate call: `ppo.num_envs`, at most
+  `sampling.max_rows` (`ModelPolicy` answers the rest in further calls)."""
+  return min(config.ppo.num_envs, config.sampling.max_rows or config.ppo.num_envs)
 
 
 def sampler(config, mesh: Mesh, mc: ModelConfig, *, rows: int, prompt_length: int,
