@@ -24,11 +24,16 @@ Metrics (binomial error bars sqrt(P(1-P)/N)):
   per_step_accuracy     V-IRL: steps rewarded +1 / steps (retries and forced -1 steps count)
   route_success         V-IRL: episodes that reached the destination within every budget
 
-Logs (`log_dir/<benchmark>.jsonl`): one line per step {sample_id, veri_step, output, reward,
-info}, one summary per episode {sample_id, output, reward (the episode's total), steps,
-success, info}, and last the reference's {"Step Number", "Trajectory Number", "Rates"} (plus
-"Counts"): per reward name count/steps, CORRECT_SOLUTION = successes/episodes, rewards not
-in the task's table counted as AGGREGATED_ERROR.
+Logs (`log_dir/<benchmark>.jsonl`; evaluation seed j > 0: `<benchmark>.seed<j>.jsonl`): one
+line per step {sample_id, veri_step, output, reward, info}, one summary per episode
+{sample_id, output, reward (the episode's total), steps, success, info, hand, attempts}, and
+last the reference's {"Step Number", "Trajectory Number", "Rates"} (plus "Counts"): per
+reward name count/steps, CORRECT_SOLUTION = successes/episodes, rewards not in the task's
+table counted as AGGREGATED_ERROR. A summary's `hand` is the episode's identity
+(`core.Task.hand_id`: GP the dealt cards, 'SK-DT-HA-C5'; V-IRL 'route<index>'), the same
+for episode i of seed j in every evaluation of that benchmark under the same env settings,
+and `attempts` the graded attempts it used (forced-fail steps not counted). `outcomes` reads
+them back: the per-hand outcomes that paired tests (`jaxrl_gen.stats`) compare.
 
 A forced-fail step (past the verification budget, `env.forced_fail_step`) ignores its answer,
 so a model policy is not asked for it: its logged output is "" (scores are unchanged).
@@ -304,11 +309,13 @@ def json_safe(value: Any) -> Any:
 
 def _episode_lines(task: str, episode: Sequence[batch.Transition]) -> str:
   """An episode's step lines and summary line in the JSONL log."""
+  record = envs.task(task)
   records = [_step_record(t) for t in episode]
   records.append({"sample_id": episode[0].episode, "output": episode[-1].answer,
                   "reward": sum(t.reward for t in episode), "steps": len(episode),
-                  "success": envs.task(task).episode_success(episode),
-                  "info": episode[-1].info})
+                  "success": record.episode_success(episode), "info": episode[-1].info,
+                  "hand": record.hand_id(episode[0].info),
+                  "attempts": sum(record.graded(t) for t in episode)})
   return "".join(json.dumps(json_safe(r)) + "\n" for r in records)
 
 
@@ -318,6 +325,54 @@ def write_log(path: str, task: str, transitions: Sequence[batch.Transition]):
   with open(path, "w", encoding="utf-8") as f:
     f.writelines(_episode_lines(task, episode) for episode in _episodes(transitions))
     f.write(json.dumps(json_safe(stat_log(task, transitions))) + "\n")
+
+
+def seed_log_name(benchmark_name: str, seed_index: int) -> str:
+  """The log file of a benchmark's `seed_index`-th evaluation seed (eval.seed + index)."""
+  return f"{benchmark_name}{f'.seed{seed_index}' if seed_index else ''}.jsonl"
+
+
+OUTCOME_FIELDS = ("sample_id", "hand", "success", "attempts", "reward", "steps")
+
+
+def outcomes(log_dir: str, benchmark_name: str) -> list[dict]:
+  """The per-hand outcomes of one benchmark in an evaluation's `log_dir`, every evaluation
+  seed's in turn (`<benchmark>.jsonl`, `.seed1.jsonl`, ... while they exist): one
+  {eval_seed (the seed's index j: eval.seed + j), sample_id, hand, success, attempts,
+  reward, steps} per episode, in (eval_seed, sample_id) order. `hand` and `attempts` are
+  None in logs written before they were logged. A log without its final record (an
+  evaluation still running or stopped) is a ValueError: its hands would not pair."""
+  out, index = [], 0
+  while os.path.exists(path := os.path.join(log_dir, seed_log_name(benchmark_name, index))):
+    records = metrics.read_jsonl(path)
+    if not records or "Step Number" not in records[-1]:
+      raise ValueError(f"{path}: no final record; the evaluation did not finish")
+    summaries = [r for r in records[:-1] if "veri_step" not in r]
+    out += sorted(({"eval_seed": index, **{k: r.get(k) for k in OUTCOME_FIELDS}}
+                   for r in summaries), key=lambda r: r["sample_id"])
+    index += 1
+  if not index:
+    raise FileNotFoundError(f"{os.path.join(log_dir, seed_log_name(benchmark_name, 0))}: no"
+                            f" evaluation log of benchmark {benchmark_name!r}")
+  return out
+
+
+def paired(a: Sequence[dict], b: Sequence[dict], field: str = "success"
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """Two evaluations' `outcomes` of one benchmark as aligned arrays of `field` (success as
+  0/1), hand by hand. ValueError unless they hold the same episodes (eval_seed, sample_id)
+  in the same order with the same hands (where both logged them)."""
+  def episodes(records):
+    return [(r["eval_seed"], r["sample_id"]) for r in records]
+
+  if episodes(a) != episodes(b):
+    raise ValueError(f"unpaired outcomes: {len(a)} and {len(b)} episodes, not the same "
+                     "(eval_seed, sample_id) in the same order")
+  for x, y in zip(a, b):
+    if None not in (x["hand"], y["hand"]) and x["hand"] != y["hand"]:
+      raise ValueError(f"unpaired outcomes: eval seed {x['eval_seed']} episode "
+                       f"{x['sample_id']} is hand {x['hand']} in one and {y['hand']} in the other")
+  return (np.array([float(r[field]) for r in a]), np.array([float(r[field]) for r in b]))
 
 
 def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = None,
@@ -337,14 +392,14 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
     for k in range(config.eval.seeds):  # seed k > 0: its own hands, keys and log
       seeded = dataclasses.replace(bench, seed=bench.seed + k)
       seed_key = bench_key if k == 0 or bench_key is None else jax.random.fold_in(bench_key, k)
-      name = bench.name if k == 0 else f"{bench.name}.seed{k}"
       log = None
       if log_dir is not None:  # every process runs all episodes; process 0 writes
         settings = None if resume is None else {
             "policy": resume, "benchmark": repr(seeded), "batch_size": batch_size,
             "key": None if seed_key is None else np.asarray(jax.random.key_data(seed_key)),
             "sampling": getattr(policy, "sampling_kwargs", None)}
-        log = EpisodeLog(os.path.join(log_dir, f"{name}.jsonl"), bench.task, settings)
+        log = EpisodeLog(os.path.join(log_dir, seed_log_name(bench.name, k)), bench.task,
+                         settings)
       transitions = run(policy, seeded, batch_size=batch_size, key=seed_key,
                         progress=progress, log=log)
       if log is not None:

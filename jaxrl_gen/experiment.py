@@ -18,6 +18,12 @@ the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
                 benchmark: the memorization probes against FLOPs), summary.json, summary.md
                 (the table of every phase's end)
 
+Each phase's last evaluation keeps its per-hand JSONL logs (`jaxrl_gen.eval`: one summary line
+per hand with its `hand`, `success` and `attempts`) at `end_eval_dir(<workdir>/<phase>)`:
+pretrain/eval and init/eval; a branch's last in-run evaluation, rl/eval/<updates> (GRPO
+alike) or sft/eval/sft_step_<steps>, or its eval/final when those missed the end. Every phase
+evaluates config.eval's hands, so `eval.outcomes` of two phases pair hand by hand.
+
 Every phase is an ordinary resumable run, so a killed experiment rerun with the same command
 continues where it stopped; rerun with more benchmarks (config.eval.benchmarks), it trains
 nothing and evaluates the warm-up and each branch's end on them. Each training phase's bar
@@ -116,6 +122,22 @@ def branch_curve(config, run_dir: str, init_flops: float) -> list[dict]:
     final = evaluate_checkpoint(config, run_dir, os.path.join(run_dir, "eval", "final"))
     points = [p for p in points if p["flops"] < end] + [dict(final, flops=end)]
   return points
+
+
+def end_eval_dir(run_dir: str) -> str:
+  """The log dir of a phase's last evaluation (the module docstring): eval/final or eval
+  (`evaluate_checkpoint`'s, with their results.json), else the highest-numbered in-run
+  evaluation, eval/<update> (RL) or eval/sft_step_<step> (SFT)."""
+  root = os.path.join(run_dir, "eval")
+  for candidate in (os.path.join(root, "final"), root):
+    if os.path.exists(os.path.join(candidate, "results.json")):
+      return candidate
+  steps = {int(name.removeprefix("sft_step_")): os.path.join(root, name)
+           for name in (os.listdir(root) if os.path.isdir(root) else ())
+           if name.removeprefix("sft_step_").isdigit()}
+  if not steps:
+    raise FileNotFoundError(f"{root}: no evaluation of {run_dir}")
+  return steps[max(steps)]
 
 
 # The GRPO branches: the reward they train on, the group estimator, and the config keys they

@@ -248,3 +248,64 @@ def test_parse_rates_and_first_attempt_success(repo_root, answers, expected):
   p = expected["parse_rate"]
   assert scores["parse_rate_stderr"] == pytest.approx(np.sqrt(p * (1 - p) / graded))
   assert "parse_rate_first" in evaluation.format_table({"id": scores})
+
+
+def test_per_hand_outcomes_pair_across_evaluations(repo_root, tmp_path):
+  """Two evaluations under one config (two phases of a run) log the same hands in the same
+  order, each with its cards, success and graded attempts; `outcomes` reads every evaluation
+  seed's log and `paired` aligns them."""
+  config = gp_config(repo_root, episodes=6, benchmarks="id,rule_ood")
+  config.eval.seeds, config.eval.verify_iter = 2, 3
+  weaker = expert_or(lambda state: sum(state.hand.values) % 4)  # 3 wrong: the budget is spent
+  evaluation.evaluate(weaker, config, log_dir=str(tmp_path / "init"))
+  evaluation.evaluate(evaluation.expert_policy("gp"), config, log_dir=str(tmp_path / "rl"))
+  assert (tmp_path / "init" / "rule_ood.seed1.jsonl").exists()
+  for name in ("id", "rule_ood"):
+    init = evaluation.outcomes(str(tmp_path / "init"), name)
+    rl = evaluation.outcomes(str(tmp_path / "rl"), name)
+    assert [(r["eval_seed"], r["sample_id"]) for r in init] == [
+        (j, i) for j in range(2) for i in range(6)]
+    assert [r["hand"] for r in init] == [r["hand"] for r in rl]
+    assert len({r["hand"] for r in init}) == 12  # the second seed deals other hands
+    steps = [json.loads(line) for line in (tmp_path / "init" / f"{name}.jsonl").open()
+             if '"veri_step"' in line]
+    assert init[0]["hand"] == "-".join(steps[0]["info"]["Cards"])
+    wrong = [sum(gp.Hand.from_cards(r["hand"].split("-")).values) % 4 for r in init]
+    assert [r["attempts"] for r in init] == [min(k + 1, 3) for k in wrong]
+    assert [r["steps"] for r in init] == [k + 1 for k in wrong]  # the forced-fail step: 4
+    assert [r["success"] for r in init] == [k < 3 for k in wrong]
+    assert all(r["success"] and r["attempts"] == 1 for r in rl)
+    a, b = evaluation.paired(init, rl)
+    assert list(a) == [float(k < 3) for k in wrong] and list(b) == [1.0] * 12
+    assert 0 < a.sum() < 12
+  with pytest.raises(ValueError, match="hand"):
+    evaluation.paired(init, [dict(r, hand="SA-SA-SA-SA") for r in rl])
+  with pytest.raises(ValueError, match="same order"):
+    evaluation.paired(init, rl[:6])
+  with pytest.raises(FileNotFoundError, match="visual_ood"):
+    evaluation.outcomes(str(tmp_path / "init"), "visual_ood")
+
+
+def test_outcomes_refuse_an_unfinished_log(repo_root, tmp_path):
+  config = gp_config(repo_root, episodes=3, benchmarks="id")
+  evaluation.evaluate(evaluation.expert_policy("gp"), config, log_dir=str(tmp_path))
+  path = tmp_path / "id.jsonl"
+  path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+  with pytest.raises(ValueError, match="did not finish"):
+    evaluation.outcomes(str(tmp_path), "id")
+
+
+def test_virl_outcomes_name_routes_and_count_graded_attempts(repo_root, city, tmp_path):
+  config = virl_config(repo_root, city, episodes=4)
+  config.eval.benchmarks = "id"
+  expert = evaluation.expert_policy("virl")
+  policy = evaluation.ScriptedPolicy(  # always wrong at the second rail point: the route fails
+      lambda state, conv, params: GARBAGE if state.position == 1 else expert.answer(
+          state, conv, params))
+  evaluation.evaluate(policy, config, log_dir=str(tmp_path))
+  records = [json.loads(line) for line in (tmp_path / "id.jsonl").open()]
+  routes = {r["sample_id"]: r["info"]["route_index"] for r in records if "veri_step" in r}
+  outcomes = evaluation.outcomes(str(tmp_path), "id")
+  assert [r["hand"] for r in outcomes] == [f"route{routes[i]}" for i in range(4)]
+  # Rail point 0 right once, rail point 1 wrong twice (the budget), then the forced -1 step.
+  assert [(r["attempts"], r["steps"], r["success"]) for r in outcomes] == [(3, 4, False)] * 4

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import tiny_rl
-from jaxrl_gen import experiment, metrics
+from jaxrl_gen import eval as evaluation, experiment, metrics
 from jaxrl_gen.models import mllama, presets
 
 # the phases compile the same steps (pre-training and warm-up, a probe and its branch, reruns)
@@ -33,6 +33,22 @@ def test_branch_config_sets_mode_and_keys(repo_root):
   assert (config.mode, config.ppo.init) == ("play", "")  # the original is untouched
   with pytest.raises(KeyError):
     experiment.branch_config(config, "sft", **{"sft.no_such_key": 1})
+
+
+def test_end_eval_dir_finds_each_phases_last_evaluation(tmp_path):
+  for path in ("init/eval/results.json", "init/eval/sft_step_30/id.jsonl",
+               "rl/eval/5/id.jsonl", "rl/eval/20/id.jsonl", "rl/eval/final/id.jsonl",
+               "sft/eval/sft_step_9/id.jsonl", "sft/eval/sft_step_187/id.jsonl",
+               "grpo/eval/final/results.json", "grpo/eval/3/id.jsonl"):
+    (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / path).write_text("{}")
+  ends = {p: experiment.end_eval_dir(str(tmp_path / p)) for p in ("init", "rl", "sft", "grpo")}
+  assert ends == {"init": str(tmp_path / "init" / "eval"),
+                  "rl": str(tmp_path / "rl" / "eval" / "20"),  # final without results: unfinished
+                  "sft": str(tmp_path / "sft" / "eval" / "sft_step_187"),
+                  "grpo": str(tmp_path / "grpo" / "eval" / "final")}
+  with pytest.raises(FileNotFoundError, match="no evaluation"):
+    experiment.end_eval_dir(str(tmp_path / "pretrain"))
 
 
 def test_report_writes_curves_plots_and_summaries(repo_root, tmp_path):
@@ -113,6 +129,11 @@ def test_experiment_runs_its_branches_at_equal_flops_and_completes_on_rerun(repo
   assert all("grpo/judge_score" in r for r in judge)
   assert all("eval/id/success_stderr" in summary[p] for p in ("init",) + branches)
   assert (tmp_path / "generalization.png").stat().st_size > 1000
+  # Every phase's last evaluation logged the same hands, in order (what paired tests need).
+  hands = {p: [r["hand"] for r in evaluation.outcomes(
+      experiment.end_eval_dir(str(tmp_path / p)), "id")] for p in ("pretrain", "init") + branches}
+  assert len(hands["init"]) == config.eval.episodes * config.eval.seeds
+  assert all(h == hands["init"] for h in hands.values()), hands
 
   trained = {p: (tmp_path / p / "metrics.jsonl").read_text()
              for p in ("pretrain", "init") + branches}
@@ -122,6 +143,7 @@ def test_experiment_runs_its_branches_at_equal_flops_and_completes_on_rerun(repo
   for phase in ("init",) + branches:
     assert 0.0 <= summary[phase]["eval/rule_ood/success"] <= 1.0, phase
   assert (tmp_path / "rl" / "eval" / "final" / "rule_ood.jsonl").exists()
+  assert experiment.end_eval_dir(str(tmp_path / "rl")) == str(tmp_path / "rl" / "eval" / "final")
   assert summary["rl"]["flops"] == rl_end and summary["sft"]["flops"] == sft_end
   assert len(metrics.read_jsonl(tmp_path / "curves.jsonl")) == 6
 

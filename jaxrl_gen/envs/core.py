@@ -129,6 +129,11 @@ class Task:
   # The StatLogger's CORRECT_SOLUTION counts the episodes that succeeded (the reference's
   # log_virl_success), not the steps rewarded as CORRECT_SOLUTION.
   solutions_are_episodes: bool = False
+  # An episode's hand, stable across runs and phases (GP: its cards; V-IRL: its route), read
+  # from a step's info; what pairs two evaluations' outcomes (`eval.outcomes`).
+  hand_id: Callable[[Mapping[str, Any]], str | None] = lambda info: None
+  # Whether the verifier graded a step's answer (a transition): not a forced-fail step.
+  graded: Callable[[Any], bool] = lambda transition: True
 
 
 class Env(Protocol):

@@ -53,16 +53,27 @@ def episode_success(episode: Sequence) -> bool:
   return any(t.reward == SUCCESS_REWARD for t in episode)
 
 
+def graded(t) -> bool:
+  """The verifier read the step's answer: not the forced-fail step (no formula read)."""
+  return t.info.get("Formula") is not None
+
+
+def hand_id(info) -> str:
+  """The hand's cards in dealing order, e.g. 'SK-DT-HA-C5'."""
+  return "-".join(info["Cards"])
+
+
 def counts(bench: core.Benchmark, transitions: Sequence, episodes: Sequence[Sequence]) -> dict:
   """success, first_attempt_success, parse_rate(_first) and (GP-VL) recognition_accuracy as
   (hits, total); see `jaxrl_gen.eval`."""
-  graded = [t for t in transitions if t.info.get("Formula") is not None]  # not forced fails
-  first = [t for t in graded if t.attempt == 0]
+  graded_steps = [t for t in transitions if graded(t)]
+  first = [t for t in graded_steps if t.attempt == 0]
   out = {
       "success": (sum(episode_success(e) for e in episodes), len(episodes)),
       "first_attempt_success": (sum(e[0].reward == SUCCESS_REWARD for e in episodes),
                                 len(episodes)),
-      "parse_rate": (sum(verifier.well_formed(t.info["Formula"]) for t in graded), len(graded)),
+      "parse_rate": (sum(verifier.well_formed(t.info["Formula"]) for t in graded_steps),
+                     len(graded_steps)),
       "parse_rate_first": (sum(verifier.well_formed(t.info["Formula"]) for t in first),
                            len(first)),
   }
@@ -131,4 +142,6 @@ TASK = core.Task(
     ignores_answer=lambda state, params: (state.remaining <= 0 and params.verification
                                           and params.forced_fail_step),
     success_reward=SUCCESS_REWARD,
+    hand_id=hand_id,
+    graded=graded,
 )

@@ -75,4 +75,6 @@ TASK = core.Task(
     headline=lambda name: "per_step_accuracy",
     solutions_are_episodes=True,
     ignores_answer=lambda state, params: state.attempts >= params.verify_iter,
+    hand_id=lambda info: f"route{info['route_index']}",  # the heading and drop-out: the key's
+    graded=lambda t: t.message != verifier.OVER_BUDGET_INFO,  # not the forced -1 step
 )
