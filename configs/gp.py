@@ -88,7 +88,8 @@ Evaluation (`reference.md` §6; `jaxrl_gen.eval`), the reference's values as def
                           six for GP-VL. Each takes the run's env settings and sets the face-card
                           rule, ood and colour of its row of the variant table (§2.10).
     eval.episodes         234: hands per benchmark.
-    eval.seed             42: hand i of a benchmark is dealt from key (seed, i).
+    eval.seed             None: hand i of a benchmark is dealt from key (seed, i); None
+                          follows config.seed (42, the reference's eval seed).
     eval.verify_iter      5: attempts per hand (sequential revision) outside recognition.
     eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
                           results do not depend on it.
@@ -138,7 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.benchmarks = "all"
   config.eval.episodes = 234
-  config.eval.seed = 42
+  config.eval.seed = config_lib.follows_seed()
   config.eval.verify_iter = 5
   config.eval.batch_size = 8
   config_lib.eval_repeats(config)

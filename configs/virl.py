@@ -82,7 +82,8 @@ Evaluation (`reference.md` §6, `decisions.md` row 13; `jaxrl_gen.eval`,
                           data have a held-out split; set 'all' for the published data (the
                           paper evaluates on training routes).
     eval.episodes         48: routes drawn (with replacement) for the ID and rule-OOD evaluations.
-    eval.seed             12: the evaluation seed; episode i resets from key (seed, i).
+    eval.seed             12: the evaluation seed (the reference's; None follows
+                          config.seed); episode i resets from key (seed, i).
     eval.verify_iter      2: attempts per rail point (sequential revision).
     eval.batch_size       8: episodes run in lock-step (one batched generation per turn);
                           results do not depend on it.

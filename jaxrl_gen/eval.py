@@ -60,7 +60,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from jaxrl_gen import envs, metrics
+from jaxrl_gen import config_lib, envs, metrics
 from jaxrl_gen.envs import batch, core
 
 Policy = Callable[[list[core.Conversation], Any], list[str]]
@@ -94,8 +94,9 @@ def benchmark(config, name: str) -> core.Benchmark:
 
 def benchmarks(config) -> list[core.Benchmark]:
   """The benchmarks `config.eval.benchmarks` names (a comma list, or 'all')."""
-  for key, low in (("episodes", 1), ("seed", 0), ("verify_iter", 1), ("batch_size", 1),
-                   ("seeds", 1), ("probes", 0)):
+  config_lib.seed_of(config, "eval")  # a ValueError unless an integer >= 0 (or follows)
+  for key, low in (("episodes", 1), ("verify_iter", 1), ("batch_size", 1), ("seeds", 1),
+                   ("probes", 0)):
     value = config.eval[key]
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.eval.{key}={value!r}: must be an integer >= {low}")
@@ -412,8 +413,8 @@ def evaluate(policy: Policy | ScriptedPolicy, config, *, log_dir: str | None = N
     if isinstance(policy, ScriptedPolicy):
       raise ValueError("config.eval.probes: the memorization probes answer prompts without "
                        "env states; give a policy(conversations, key), not a ScriptedPolicy")
-    probe_key = jax.random.fold_in(jax.random.key(config.eval.seed) if key is None else key,
-                                   PROBE_STREAM)
+    eval_key = jax.random.key(config_lib.seed_of(config, "eval")) if key is None else key
+    probe_key = jax.random.fold_in(eval_key, PROBE_STREAM)
     results[probes.NAME] = rates(probes.run(policy, config, probe_key))
   return results
 

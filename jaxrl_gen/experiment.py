@@ -43,6 +43,7 @@ import ml_collections
 from absl import logging
 
 from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
+from jaxrl_gen import config_lib
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.train import loop as sft_loop, restore, rl
@@ -77,7 +78,7 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
   policy = ModelPolicy(model, processor, mesh=mesh,
                        sampling_kwargs=sampling.kwargs_from_config(config.sampling))
   results = eval_lib.flat_metrics(eval_lib.evaluate(
-      policy, config, log_dir=log_dir, key=jax.random.key(config.eval.seed),
+      policy, config, log_dir=log_dir, key=jax.random.key(config_lib.seed_of(config, "eval")),
       resume={"checkpoint": restore.describe(source),
               "config": json.loads(config.to_json_best_effort())}))
   if jax.process_index() == 0:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxrl_gen import envs, parallel
+from jaxrl_gen import config_lib, envs, parallel
 from jaxrl_gen.data import experts, pipeline, sources
 from jaxrl_gen.data.expert_tfds import SPLITS
 from jaxrl_gen.envs import core
@@ -44,7 +44,7 @@ def sft_pairs(config, count: int, split: str) -> list[experts.Pair]:
   options = dict(sources.task_options(config), revisions=0)
   pairs, index = [], 0
   while len(pairs) < count:
-    pairs += experts.episode_pairs(config.task, params, options, config.data.seed,
+    pairs += experts.episode_pairs(config.task, params, options, config_lib.seed_of(config, "data"),
                                    SPLITS[split], index)
     index += 1
   return pairs[:count]

@@ -75,3 +75,35 @@ def test_validate_names_the_config_field(repo_root):
     config_lib.validate(config)
   config = load_gp_config(repo_root).get_config("l")
   assert config_lib.validate(config) is config
+
+
+def test_data_and_eval_seeds_follow_config_seed_unless_set(repo_root):
+  """data.seed and eval.seed default to None, config.seed's: a training seed varies the SFT
+  data (the experiment's pre-training data too) and the evaluation hands; the reference's
+  eval seed 42 is the default's."""
+  from jaxrl_gen import eval as evaluation, experiment, probes  # noqa: PLC0415
+
+  config = load_gp_config(repo_root).get_config("l,sft,tiny")
+  assert (config.data.seed, config.eval.seed) == (None, None)
+  assert config_lib.seed_of(config, "eval") == config_lib.seed_of(config, "data") == 42
+  assert evaluation.benchmark(config, "id").seed == 42
+  pairs = [p.prompt for p in probes.sft_pairs(config, 4, "train")]
+  config.seed = 7
+  assert config_lib.seed_of(config, "eval") == config_lib.seed_of(config, "data") == 7
+  assert evaluation.benchmark(config, "rule_ood").seed == 7
+  assert [p.prompt for p in probes.sft_pairs(config, 4, "train")] != pairs
+  pretrain = experiment.branch_config(config, "sft", **{"data.rules": "family"})
+  assert config_lib.seed_of(pretrain, "data") == 7  # the pre-training data follow it too
+  config.data.seed, config.eval.seed = 0, 42  # set: they stay
+  assert (config_lib.seed_of(config, "data"), evaluation.benchmark(config, "id").seed) == (0, 42)
+  assert [p.prompt for p in probes.sft_pairs(config, 4, "train")] != pairs  # data seed 0
+  config.eval.seed = -1
+  with pytest.raises(ValueError, match=r"config.eval.seed=-1"):
+    evaluation.benchmarks(config)
+  virl = importlib.util.spec_from_file_location("virl_config", repo_root / "configs" / "virl.py")
+  module = importlib.util.module_from_spec(virl)
+  virl.loader.exec_module(module)
+  virl_config = module.get_config("l")
+  virl_config.seed = 7
+  assert config_lib.seed_of(virl_config, "eval") == 12  # the reference's, set
+  assert config_lib.seed_of(virl_config, "data") == 7

@@ -21,8 +21,9 @@ from jaxrl_gen.config_lib.grammar import (IMPLEMENTED_MODES, MODES, PRESETS, RL_
 from jaxrl_gen.config_lib.keys import closest_keys, describe, flat_keys
 from jaxrl_gen.config_lib.sections import (POD_MESH, POD_PPO_GRAD_ACCUM, POD_REMAT,
                                            POD_SFT_ACCUM, eval_repeats, experiment_config,
-                                           grpo_config, mesh_config, model_config, ppo_config,
-                                           sampling_config, text_config, train_config)
+                                           follows_seed, grpo_config, mesh_config,
+                                           model_config, ppo_config, sampling_config, seed_of,
+                                           text_config, train_config)
 from jaxrl_gen.config_lib.validation import (MODEL_DTYPES, validate, validate_grpo,
                                              validate_model, validate_ppo, validate_sampling,
                                              validate_train)
@@ -32,8 +33,8 @@ __all__ = [
     "parse_arg",
     "closest_keys", "describe", "flat_keys",
     "POD_MESH", "POD_PPO_GRAD_ACCUM", "POD_REMAT", "POD_SFT_ACCUM", "eval_repeats",
-    "experiment_config", "grpo_config", "mesh_config", "model_config", "ppo_config",
-    "sampling_config", "text_config", "train_config",
+    "experiment_config", "follows_seed", "grpo_config", "mesh_config", "model_config", "ppo_config",
+    "sampling_config", "seed_of", "text_config", "train_config",
     "MODEL_DTYPES", "validate", "validate_grpo", "validate_model", "validate_ppo",
     "validate_sampling", "validate_train",
 ]

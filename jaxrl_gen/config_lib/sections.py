@@ -86,6 +86,22 @@ def text_config() -> ml_collections.ConfigDict:
                                     "chat_template": ""})
 
 
+def follows_seed() -> ml_collections.FieldReference:
+  """The default of a section's `seed` that follows config.seed (None until set; an int
+  override replaces it): read through `seed_of`."""
+  return ml_collections.FieldReference(None, field_type=int)
+
+
+def seed_of(config, section: str) -> int:
+  """`config.<section>.seed` (data, eval), or config.seed where it is None (follows)."""
+  value = config[section].seed
+  value = config.seed if value is None else value
+  if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    raise ValueError(f"config.{section}.seed={value!r}: must be an integer >= 0, or None"
+                     " to follow config.seed")
+  return value
+
+
 def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
                  train_size: int = 51200, extra_data: dict | None = None) -> None:
   """Adds the sections of a training run (`sft` mode; the RL trainer shares optim/
@@ -101,7 +117,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
                           reference's 400 steps x 128; V-IRL: one pair per rail point of a
                           route, 1000 routes).
       data.eval_size      256: held-out episodes (the 'test' split, for the eval loss).
-      data.seed           0: seed of the generated episodes and of the shuffle.
+      data.seed           None: seed of the generated episodes and of the shuffle; None
+                          follows config.seed (so training seeds vary the data too).
       data.llava_json     '': the LLaVA JSON (or JSON lines) file for source='llava'.
       data.llava_eval_json  '': optional held-out LLaVA file.
       data.image_root     '': folder of the LLaVA image paths ('' = the JSON file's folder).
@@ -156,8 +173,8 @@ def train_config(config: ml_collections.ConfigDict, *, lr: float, steps: int,
   toy = config.model.preset in TOY_PRESETS
   config.data = ml_collections.ConfigDict({
       "source": "env", "dir": "", "train_size": 9600 if toy else train_size, "eval_size": 256,
-      "seed": 0, "llava_json": "", "llava_eval_json": "", "image_root": "", "max_length": 1024,
-      "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
+      "seed": follows_seed(), "llava_json": "", "llava_eval_json": "", "image_root": "",
+      "max_length": 1024, "eot_newline": False, "threads": 2, "workers": 0, **(extra_data or {})})
   config.sft = ml_collections.ConfigDict({
       "steps": 300 if toy else steps, "batch_size": 32 if toy else 128,
       "accum": POD_SFT_ACCUM.get(config.model.preset, 1),

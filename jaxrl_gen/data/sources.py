@@ -13,6 +13,7 @@ import functools
 import os
 from typing import Any, Callable
 
+from jaxrl_gen import config_lib
 from jaxrl_gen.data import expert_tfds, llava
 from jaxrl_gen.envs import core
 
@@ -52,7 +53,7 @@ def _env_sources(config, workdir: str | None) -> Sources:
   params = envs.params_from_config(config)
   builder_config = expert_tfds.builder_config(
       config.task, params, size=config.data.train_size, eval_size=config.data.eval_size,
-      seed=config.data.seed, options=task_options(config))
+      seed=config_lib.seed_of(config, "data"), options=task_options(config))
   builder = _prepare_once(builder_config, data_dir(config, workdir))
   sources = expert_tfds.load_sources(builder)
   return Sources(sources["train"], sources.get("test"), _pair_conversation,

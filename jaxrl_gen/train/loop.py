@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxrl_gen import config_lib
 from jaxrl_gen import metrics as metrics_lib
 from jaxrl_gen import parallel
 from jaxrl_gen.data import pipeline, sources as sources_lib
@@ -47,7 +48,8 @@ def _datasets(config, workdir, processor, model_config):
     raise ValueError(f"the data have images but preset {config.model.preset!r} is text-only")
   count, index = jax.process_count(), jax.process_index()
   common = dict(
-      processor=processor, max_length=config.data.max_length, seed=config.data.seed,
+      processor=processor, max_length=config.data.max_length,
+      seed=config_lib.seed_of(config, "data"),
       max_images=1 if sources.has_images else 0,
       image_size=model_config.vision.image_size if sources.has_images else 0,
       batch_size=config.sft.batch_size // count, process_index=index, process_count=count,

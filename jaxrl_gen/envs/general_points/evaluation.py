@@ -16,6 +16,7 @@ import dataclasses
 import fractions
 from typing import Sequence
 
+from jaxrl_gen import config_lib
 from jaxrl_gen.envs import core, fields
 from jaxrl_gen.envs.general_points import formula as formula_lib
 from jaxrl_gen.envs.general_points import prompts, verifier
@@ -45,7 +46,8 @@ def benchmark(config, name: str) -> core.Benchmark:
     raise ValueError(f"config.eval.benchmarks: {name!r} needs the GP-VL variant (card images)")
   params = dataclasses.replace(params, **RULES[rule], verification=not recognition,
                                verify_iter=1 if recognition else config.eval.verify_iter)
-  return core.Benchmark(name, "gp", params, config.eval.episodes, config.eval.seed)
+  return core.Benchmark(name, "gp", params, config.eval.episodes,
+                        config_lib.seed_of(config, "eval"))
 
 
 def episode_success(episode: Sequence) -> bool:

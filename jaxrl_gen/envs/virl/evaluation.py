@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from jaxrl_gen import config_lib
 from jaxrl_gen.envs import core, fields
 from jaxrl_gen.envs.virl import env, verifier
 
@@ -32,11 +33,13 @@ def benchmark(config, name: str) -> core.Benchmark:
     params = dataclasses.replace(params, data_dir=config.eval.visual_ood_data_dir,
                                  synthetic="mini", route_split="all", action_space="absolute")
     routes = len(env.load(params).split(params.route_split))
-    return core.Benchmark(name, "virl", params, routes, config.eval.seed, ordered=True)
+    return core.Benchmark(name, "virl", params, routes, config_lib.seed_of(config, "eval"),
+                          ordered=True)
   params = dataclasses.replace(params, route_split=config.eval.route_split)
   if name == "rule_ood":
     params = dataclasses.replace(params, action_space="relative")
-  return core.Benchmark(name, "virl", params, config.eval.episodes, config.eval.seed)
+  return core.Benchmark(name, "virl", params, config.eval.episodes,
+                        config_lib.seed_of(config, "eval"))
 
 
 def episode_success(episode: Sequence) -> bool:
