@@ -232,7 +232,10 @@ def hands_for_power(p_a: float, delta: float, power: float = 0.8, alpha: float =
 
 
 def describe_p(p: float) -> str:
-  """A p-value as a report prints it (3 significant digits; '<1e-4' below that)."""
+  """A p-value as a report prints it: 3 significant digits, '<1e-4' below that, '0' for an
+  exact 0 (`seed_test`'s t_p when every seed moved by the same nonzero amount)."""
   if math.isnan(p):
     return "-"
+  if p == 0:
+    return "0"
   return "<1e-4" if p < 1e-4 else f"{p:.3g}"

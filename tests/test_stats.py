@@ -153,3 +153,8 @@ def test_power_hand_computed_and_hands_for_power():
     stats.power_mcnemar(0.95, 0.1, 50)
   with pytest.raises(ValueError, match="max_hands"):
     stats.hands_for_power(0.2, 0.001, max_hands=64)
+
+
+def test_describe_p():
+  assert [stats.describe_p(p) for p in (0.0, 3e-5, 0.012345, 1.0, float("nan"))] == [
+      "0", "<1e-4", "0.0123", "1", "-"]
