@@ -27,18 +27,26 @@ RUNTIME = [
     "tensorboardX>=2.6",
 ]
 
+AOT = [
+    # libtpu describes TPU topologies, so `jaxrl-gen aot` (and the tests) compile the steps
+    # for pods on any machine; no TPU is used. On a host without TPUs JAX never starts it
+    # as a backend (jaxrl_gen.platforms), so it prints nothing there.
+    "libtpu>=0.0.42",
+]
+
 EXTRAS = {
-    # torch is a test-only dependency (the transformers reference models). Pin it exactly:
-    # a looser requirement pulls the CUDA build and gigabytes of packages.
-    "test": [
+    "aot": AOT,
+    # torch is a test-only dependency (the transformers reference models). PyPI's default
+    # Linux wheel of torch is the CUDA build, which pulls gigabytes of CUDA packages; the CPU
+    # wheel comes from PyTorch's own index, installed first (README):
+    #   pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    # The exact pin makes the `pip install -e ".[test]"` that follows keep that wheel.
+    "test": AOT + [
         "pytest>=8",
         "pytest-xdist>=3.5",
         "hypothesis>=6.100",
         "torch==2.13.0",
         "transformers>=4.56",
-        # libtpu describes TPU topologies so the tests compile the steps for pods on a CPU
-        # (`jaxrl-gen aot`); no TPU is used.
-        "libtpu>=0.0.42",
         # GGUF import (dequantization) and transformers' own GGUF load, the parity reference.
         "gguf>=0.17",
         "accelerate>=1.0",
@@ -63,7 +71,8 @@ setuptools.setup(
     description=__doc__.splitlines()[0],
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    # jax, flax, orbax, grain, libtpu and transformers at the versions above need 3.11.
+    python_requires=">=3.11",
     packages=setuptools.find_packages(include=["jaxrl_gen", "jaxrl_gen.*"]),
     include_package_data=True,
     package_data={"jaxrl_gen": ["assets/**/*"]},

@@ -23,12 +23,18 @@ import time
 
 import numpy as np
 
-from jaxrl_gen import chips as chips_lib
+from jaxrl_gen import chips as chips_lib, platforms
 
 # libtpu refuses a second process on the same host without it (parallel compiles, tests).
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-os.environ.setdefault("TPU_STDERR_LOG_LEVEL", "3")  # libtpu's start-up noise on a host
-os.environ.setdefault("TPU_MIN_LOG_LEVEL", "3")     # without TPUs
+os.environ.setdefault("TPU_STDERR_LOG_LEVEL", "3")
+os.environ.setdefault("TPU_MIN_LOG_LEVEL", "3")
+if not platforms.tpu_chips():
+  # Without these libtpu, loaded here only to describe topologies, looks for this host's TPU
+  # workers and prints what it did not find ("Failed to find host bounds...", "unexpected
+  # worker hostname..."). It describes the same topologies with them (tests/test_aot.py).
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-8")
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 GIB = chips_lib.GIB
 SFT_STEPS = ("sft_step",)

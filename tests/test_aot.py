@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import gp
-from jaxrl_gen import aot, chips, parallel
+from jaxrl_gen import aot, chips, parallel, platforms
 from jaxrl_gen.models import mllama
 from jaxrl_gen.train import steps
 
@@ -88,8 +88,9 @@ def test_ppo_micro_batches_take_rows_from_every_data_shard_without_permuting_the
 
 
 def _aot_cli(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
+  env.pop("JAX_PLATFORMS", None)  # as a user runs it: jaxrl_gen.platforms decides
   return subprocess.run([sys.executable, "-m", "jaxrl_gen.main", "aot", *args],
                         capture_output=True, text=True, env=env, timeout=600)
 
@@ -101,6 +102,8 @@ def test_aot_cli_prints_json_and_refuses_what_cannot_fit(repo_root):
   assert ok.returncode == 0, ok.stderr[-2000:]
   (record,) = [json.loads(line) for line in ok.stdout.splitlines() if line.startswith("{")]
   assert record["function"] == "sft_step" and record["fits"] and record["topology"] == "v5p:2x2x2"
+  if platforms.configure({}) == "cpu":  # libtpu describes the topology and prints nothing
+    assert ok.stderr == ""
   # A 1B model replicated by a data-parallel mesh: refused before compiling, in one line.
   replicated = _aot_cli(f"--config={repo_root}/configs/gp.py:l,sft,llama-3.2-1b",
                         "--topology=v5e:2x2", "--config.mesh.shape=(-1,1,1)")
@@ -117,6 +120,35 @@ def test_aot_cli_prints_json_and_refuses_what_cannot_fit(repo_root):
   assert "--config.model.remat=full" in advice
   bad = _aot_cli(config, "--topology=v9:2x2")
   assert bad.returncode == 2 and "topology 'v9:2x2'" in bad.stderr.strip().splitlines()[-1]
+
+
+_DESCRIBE = """
+import json, sys
+if sys.argv[1] == "aot":
+  import jaxrl_gen.aot  # sets libtpu's quiet host settings
+from jax.experimental import topologies
+out = []
+for name in ("v4:2x2x2", "v5p:2x2x2", "v5e:4x4"):
+  options = {"chip_config_name": "megacore"} if name.startswith("v4") else {}
+  out.append([(d.id, d.process_index, d.device_kind, list(d.coords), d.core_on_chip)
+              for d in topologies.get_topology_desc(name, "tpu", **options).devices])
+print(json.dumps(out))
+"""
+
+
+def test_the_quiet_libtpu_settings_describe_the_same_topologies():
+  """`jaxrl_gen.aot` gives libtpu a host identity on a machine without TPUs (so it prints
+  nothing): the devices, hosts and coordinates it describes are those it describes without."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TPU_ACCELERATOR_TYPE", "TPU_WORKER_HOSTNAMES", "XLA_FLAGS")}
+  runs = [subprocess.run([sys.executable, "-c", _DESCRIBE, how], capture_output=True,
+                         text=True, env=env, timeout=300) for how in ("bare", "aot")]
+  for run in runs:
+    assert run.returncode == 0, run.stderr[-2000:]
+  bare, quiet = (json.loads(run.stdout.splitlines()[-1]) for run in runs)
+  assert quiet == bare and [len(t) for t in bare] == [8, 8, 16]
+  if platforms.configure({}) == "cpu":
+    assert runs[1].stderr == ""
 
 
 def test_validate_refuses_a_training_mesh_that_cannot_hold_the_state(monkeypatch):
