@@ -73,7 +73,7 @@ def run_rows(names: list[str], out: str) -> None:
                             "error": error, **record}) + "\n")
     for record in lines:
       print(f"  {record['function']}: peak {record['peak_gib_per_chip']:.1f} /"
-            f" {record['hbm_gib_per_chip']:.0f} GiB, fits {record['fits']}", flush=True)
+            f" {record['hbm_gib_per_chip']:.4g} GiB, fits {record['fits']}", flush=True)
     if error:
       print("  " + error, flush=True)
 
@@ -88,7 +88,7 @@ def table(path: str) -> str:
       rows.append(f"| {r['row']} | - | - | - | - | - | error: {r['error']} | | | |")
       continue
     rows.append(f"| {r['row']} | {r['function']} | {r['topology']} | {tuple(r['mesh'])} |"
-                f" {r['peak_gib_per_chip']:.1f} | {r['hbm_gib_per_chip']:.0f} |"
+                f" {r['peak_gib_per_chip']:.1f} | {r['hbm_gib_per_chip']:.4g} |"
                 f" {'yes' if r['fits'] else 'no'} | {r['est_step_s']:.3g} |"
                 f" {r['est_mfu']:.0%} | {r['compile_s']:.0f} |")
   return "\n".join(rows)

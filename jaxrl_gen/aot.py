@@ -95,7 +95,7 @@ class Report:
             f" {self.alias_gib:6.2f} temp {self.temp_gib:6.2f}"
             + (f" reference {self.resident_gib:6.2f}" if self.resident_gib else "") +
             f" -> peak"
-            f" {self.peak_gib_per_chip:6.2f} / {self.hbm_gib_per_chip:.0f} GiB"
+            f" {self.peak_gib_per_chip:6.2f} / {self.hbm_gib_per_chip:.4g} GiB"
             f" {'fits' if self.fits else 'DOES NOT FIT'} | {self.model_flops:.3g} FLOPs,"
             f" est {self.est_step_s:.3g} s, MFU <= {self.est_mfu:.0%}")
 
@@ -116,9 +116,34 @@ def topology_mesh(topology: str, shape):
   return parallel.make_mesh(shape, devices)
 
 
+def usable_hbm_bytes(topology: str) -> float:
+  """The HBM libtpu lets one program use on a chip of `topology`: it compiles one that needs
+  more and reads the figure from libtpu's refusal (how `chips`' usable figures are measured)."""
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  mesh = topology_mesh(topology, (-1, 1, 1))
+  one = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def too_large(x):  # a sort's operand is materialized: 1 TiB of float32 temporaries
+    rows = jnp.sin(jnp.arange(1 << 30, dtype=jnp.float32)[None, :] * x[:, None]
+                   + jnp.arange(256.0)[:, None])
+    return jnp.sort(rows, axis=1)[:, :1]
+
+  try:
+    jax.jit(too_large, in_shardings=one, out_shardings=one).lower(
+        jax.ShapeDtypeStruct((1,), jnp.float32, sharding=one)).compile()
+  except jax.errors.JaxRuntimeError as e:
+    found = _HBM_OOM.search(str(e))
+    if found:
+      return float(found.group(3)) * _UNITS[found.group(4)]
+    raise
+  raise ValueError(f"{topology}: 1 TiB of temporaries compiled; libtpu names no HBM limit")
+
+
 def state_bytes_per_chip(config, mesh) -> tuple[float, float | None]:
   """(bytes per chip of the trained parameters, their gradients and two Adam moments as the
-  mesh shards the weights; one chip's HBM, None for a device of unknown memory: CPUs)."""
+  mesh shards the weights; one chip's usable HBM, None for a device of unknown memory: CPUs)."""
   from jaxrl_gen.models import mllama  # noqa: PLC0415
   from jaxrl_gen.train import steps  # noqa: PLC0415
 
@@ -130,7 +155,7 @@ def state_bytes_per_chip(config, mesh) -> tuple[float, float | None]:
   per_param = 2 * np.dtype(mc.param_dtype).itemsize + 2 * np.dtype(moments).itemsize
   chip = chips_lib.lookup(mesh.devices.flat[0].device_kind)
   return (mllama.param_count(mc) * per_param / weight_shards,
-          None if chip is None else chip.hbm_bytes)
+          None if chip is None else chip.usable_hbm)
 
 
 def check_mesh(config, mesh) -> None:
@@ -144,7 +169,7 @@ def check_mesh(config, mesh) -> None:
     raise DoesNotFit(
         f"mesh {tuple(sizes.values())} shards the weights {sizes['fsdp'] * sizes['tensor']}"
         f" ways: preset {config.model.preset!r} keeps {need / GIB:.1f} GiB of parameters,"
-        f" gradients and Adam moments on each chip, a chip has {have / GIB:.0f}; shard them,"
+        f" gradients and Adam moments on each chip, a chip has {have / GIB:.4g}; shard them,"
         f" e.g. --config.mesh.shape='(1,-1,1)' (FSDP over all {chips} chips)")
 
 
@@ -170,7 +195,7 @@ def _roofline(step, mc, chip: chips_lib.Chip, chips: int, moved: float, tensor: 
 
 
 # What libtpu says when a program's temporaries alone exceed the chip's HBM (it then refuses
-# to compile): the bytes it needed and the HBM it had.
+# to compile): the bytes it needed and the HBM it had (`chips` records that figure).
 _HBM_OOM = re.compile(
     r"HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
 _UNITS = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
@@ -205,9 +230,9 @@ def _memory(step) -> dict[str, float]:
     found = _HBM_OOM.search(str(e))
     if not found:
       raise
-    need, unit, have, have_unit = found.groups()
+    need, unit, _, _ = found.groups()
     return {"argument": _shard_bytes(step.args), "output": 0.0, "alias": 0.0,
-            "temp": float(need) * _UNITS[unit], "hbm": float(have) * _UNITS[have_unit]}
+            "temp": float(need) * _UNITS[unit]}
   return {"argument": m.argument_size_in_bytes, "output": m.output_size_in_bytes,
           "alias": m.alias_size_in_bytes, "temp": m.temp_size_in_bytes}
 
@@ -253,7 +278,7 @@ def check(config, topology: str, *, prompt_length: int = 512, functions=None,
         hosts=steps.processes(mesh), mesh=tuple(sizes.values()), compile_s=seconds,
         argument_gib=memory["argument"] / GIB, output_gib=memory["output"] / GIB,
         alias_gib=memory["alias"] / GIB, temp_gib=memory["temp"] / GIB,
-        hbm_gib_per_chip=memory.get("hbm", chip.hbm_bytes) / GIB, model_flops=step.flops,
+        hbm_gib_per_chip=chip.usable_hbm / GIB, model_flops=step.flops,
         tokens=step.tokens,
         est_step_s=_roofline(step, built.model_config, chip, mesh.devices.size, moved,
                              sizes["tensor"]),
@@ -308,5 +333,5 @@ def advice(config, report: Report) -> str:
   if config.model.param_dtype != "bfloat16":
     tips.append("--config.model.param_dtype=bfloat16 (half the state)")
   return (f"{report.function} needs {report.peak_gib_per_chip:.1f} GiB per chip on"
-          f" {report.topology}, a {report.chip} has {report.hbm_gib_per_chip:.0f}: try "
+          f" {report.topology}, a {report.chip} has {report.hbm_gib_per_chip:.4g}: try "
           + ", ".join(tips))

@@ -3,9 +3,13 @@
     chips.lookup("TPU v5")          # -> Chip(name='TPU v5p', peak_flops=4.59e14, ...)
     chips.topology_args("v4:2x2x2")  # -> ('v4:2x2x2', {'chip_config_name': 'megacore'})
 
-`peak_flops` is the dense bf16 peak (no sparsity), `hbm_bytes` the HBM of one chip (one
-JAX device: a v4 / v5p chip in megacore mode is one device), `hbm_bandwidth` its bytes/s.
-They feed MFU (`jaxrl_gen.metrics`) and the roofline of `jaxrl-gen aot`. JAX-free.
+`peak_flops` is the dense bf16 peak (no sparsity), `hbm_bytes` the published HBM of one chip
+(one JAX device: a v4 / v5p chip in megacore mode is one device), `hbm_bandwidth` its
+bytes/s. `usable_hbm_bytes` is what one program may use: for TPUs the figure libtpu compiles
+against (measured by `jaxrl_gen.aot.usable_hbm_bytes`; a test checks these against it), less
+than the published one on v4, v5e and v6e; the published figure elsewhere. Every fit (`jaxrl-gen
+aot`'s rows, the trainers' mesh check) compares with it. They feed MFU (`jaxrl_gen.metrics`)
+and the roofline of `jaxrl-gen aot`. JAX-free.
 """
 
 from __future__ import annotations
@@ -21,22 +25,32 @@ class Chip:
   peak_flops: float      # dense bf16 FLOP/s
   hbm_bytes: float
   hbm_bandwidth: float   # bytes/s
+  usable_hbm_bytes: float | None = None  # None: all of hbm_bytes
 
   @property
   def hbm_gib(self) -> float:
     return self.hbm_bytes / GIB
 
+  @property
+  def usable_hbm(self) -> float:
+    """Bytes of HBM one program may use."""
+    return self.hbm_bytes if self.usable_hbm_bytes is None else self.usable_hbm_bytes
+
 
 # Matched against `jax.Device.device_kind` by substring, first match wins: the device kinds
 # are "TPU v4", "TPU v5 lite" (v5e), "TPU v5" (v5p), "TPU v6 lite" (v6e), "NVIDIA H100 ...".
+# The TPUs' usable HBM: libtpu 0.0.52's "available HBM" (in GiB) on each kind.
+_V6E = Chip("TPU v6e", 918e12, 32 * GIB, 1640e9, 31.24 * GIB)
+_V5E = Chip("TPU v5e", 197e12, 16 * GIB, 819e9, 15.75 * GIB)
+_V5P = Chip("TPU v5p", 459e12, 95 * GIB, 2765e9, 95.73 * GIB)
 _CHIPS = (
-    ("TPU v6 lite", Chip("TPU v6e", 918e12, 32 * GIB, 1640e9)),
-    ("TPU v6e", Chip("TPU v6e", 918e12, 32 * GIB, 1640e9)),
-    ("TPU v5 lite", Chip("TPU v5e", 197e12, 16 * GIB, 819e9)),
-    ("TPU v5e", Chip("TPU v5e", 197e12, 16 * GIB, 819e9)),
-    ("TPU v5p", Chip("TPU v5p", 459e12, 95 * GIB, 2765e9)),
-    ("TPU v5", Chip("TPU v5p", 459e12, 95 * GIB, 2765e9)),
-    ("TPU v4", Chip("TPU v4", 275e12, 32 * GIB, 1228e9)),
+    ("TPU v6 lite", _V6E),
+    ("TPU v6e", _V6E),
+    ("TPU v5 lite", _V5E),
+    ("TPU v5e", _V5E),
+    ("TPU v5p", _V5P),
+    ("TPU v5", _V5P),
+    ("TPU v4", Chip("TPU v4", 275e12, 32 * GIB, 1228e9, 30.75 * GIB)),
     ("TPU v3", Chip("TPU v3", 123e12, 16 * GIB, 900e9)),
     ("H200", Chip("H200", 989e12, 141e9, 4.8e12)),
     ("H100", Chip("H100", 989e12, 80 * GIB, 3.35e12)),
