@@ -59,8 +59,9 @@ from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 
-from jaxrl_gen import config_lib, envs, metrics
+from jaxrl_gen import config_lib, envs, metrics, paths
 from jaxrl_gen.envs import batch, core
 
 Policy = Callable[[list[core.Conversation], Any], list[str]]
@@ -167,9 +168,8 @@ class EpisodeLog:
       if episodes is None:
         saved, lines = None, []  # the log lost episodes the state counts: start again
     if self.writes:
-      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-      with open(self.path, "w", encoding="utf-8") as f:
-        f.writelines(lines)
+      epath.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+      epath.Path(self.path).write_text("".join(lines), encoding="utf-8")
     if saved is None:
       return [], 0
     self.logged = saved["episodes"]
@@ -184,11 +184,11 @@ class EpisodeLog:
 
   def _saved(self) -> dict | None:
     """The resume state left by a run with these settings, if any."""
-    if self.settings is None or jax.process_count() > 1 or not os.path.exists(self.state_path):
+    if (self.settings is None or jax.process_count() > 1
+        or not epath.Path(self.state_path).exists()):
       return None  # several processes would each need to see the same files
     try:
-      with open(self.state_path, encoding="utf-8") as f:
-        saved = json.load(f)
+      saved = json.loads(epath.Path(self.state_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
       return None
     return saved if saved.get("settings") == self.settings else None
@@ -200,10 +200,9 @@ class EpisodeLog:
       return
     ended = {t.episode for t in step if t.done}
     if ended:
-      with open(self.path, "a", encoding="utf-8") as f:
-        f.writelines(_episode_lines(self.task, e) for e in _episodes(transitions)
-                     if e[0].episode in ended)
-        f.flush()
+      paths.append_text(self.path, "".join(_episode_lines(self.task, e)
+                                           for e in _episodes(transitions)
+                                           if e[0].episode in ended))
       self.logged += len(ended)
     if self.settings is not None:
       in_flight = {slot.episode for slot in runner.slots if slot is not None}
@@ -212,17 +211,17 @@ class EpisodeLog:
                                    if t.episode in in_flight])
 
   def _write_state(self, **state):
-    tmp = f"{self.state_path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(json_safe({"settings": self.settings, "episodes": self.logged, **state}), f)
-    os.replace(tmp, self.state_path)  # a reader sees the old state or the new one
+    tmp = epath.Path(f"{self.state_path}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(json_safe({"settings": self.settings, "episodes": self.logged,
+                                         **state})), encoding="utf-8")
+    tmp.replace(self.state_path)  # a reader sees the old state or the new one
 
   def finish(self, transitions: Sequence[batch.Transition]):
     """The finished log: every episode in order and the final record."""
     if self.writes:
       tmp = f"{self.path}.tmp.{os.getpid()}"
       write_log(tmp, self.task, transitions)
-      os.replace(tmp, self.path)
+      epath.Path(tmp).replace(self.path)
 
 
 def _digest(settings: Any) -> str:
@@ -234,8 +233,8 @@ def _logged_episodes(path: str, count: int
   """(lines, episodes) of the first `count` episodes in a log; episodes None when it has
   fewer. Lines after them (written after the resume state, or cut short) are left out."""
   lines, episodes, steps = [], [], []
-  if count and os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
+  if count and epath.Path(path).exists():
+    with epath.Path(path).open("r", encoding="utf-8") as f:
       for line in f:
         if len(episodes) == count:
           break
@@ -322,10 +321,10 @@ def _episode_lines(task: str, episode: Sequence[batch.Transition]) -> str:
 
 def write_log(path: str, task: str, transitions: Sequence[batch.Transition]):
   """The JSONL step log, episode summaries and the final StatLogger record."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(_episode_lines(task, episode) for episode in _episodes(transitions))
-    f.write(json.dumps(json_safe(stat_log(task, transitions))) + "\n")
+  epath.Path(paths.absolute(path)).parent.mkdir(parents=True, exist_ok=True)
+  epath.Path(path).write_text(
+      "".join(_episode_lines(task, episode) for episode in _episodes(transitions))
+      + json.dumps(json_safe(stat_log(task, transitions))) + "\n", encoding="utf-8")
 
 
 def seed_log_name(benchmark_name: str, seed_index: int) -> str:
@@ -344,7 +343,8 @@ def outcomes(log_dir: str, benchmark_name: str) -> list[dict]:
   None in logs written before they were logged. A log without its final record (an
   evaluation still running or stopped) is a ValueError: its hands would not pair."""
   out, index = [], 0
-  while os.path.exists(path := os.path.join(log_dir, seed_log_name(benchmark_name, index))):
+  while (epath.Path(log_dir) / seed_log_name(benchmark_name, index)).exists():
+    path = os.path.join(log_dir, seed_log_name(benchmark_name, index))
     records = metrics.read_jsonl(path)
     if not records or "Step Number" not in records[-1]:
       raise ValueError(f"{path}: no final record; the evaluation did not finish")

@@ -41,6 +41,7 @@ import os
 import jax
 import ml_collections
 from absl import logging
+from etils import epath
 
 from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
 from jaxrl_gen import config_lib
@@ -68,9 +69,8 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
   again)."""
   cache = os.path.join(log_dir, "results.json")
   settings = config.eval.to_dict()
-  if os.path.exists(cache):
-    with open(cache) as f:
-      cached = json.load(f)
+  if epath.Path(cache).exists():
+    cached = json.loads(epath.Path(cache).read_text())
     if cached.get("eval") == settings:
       return cached["results"]
   mesh = parallel.make_mesh(config.mesh.shape)
@@ -82,15 +82,14 @@ def evaluate_checkpoint(config, source: str, log_dir: str) -> dict:
       resume={"checkpoint": restore.describe(source),
               "config": json.loads(config.to_json_best_effort())}))
   if jax.process_index() == 0:
-    os.makedirs(log_dir, exist_ok=True)
-    with open(cache, "w") as f:
-      json.dump({"eval": settings, "results": results}, f, indent=2)
+    epath.Path(log_dir).mkdir(parents=True, exist_ok=True)
+    epath.Path(cache).write_text(json.dumps({"eval": settings, "results": results}, indent=2))
   return results
 
 
 def _records(workdir: str) -> list[dict]:
   path = os.path.join(workdir, "metrics.jsonl")
-  return metrics_lib.read_jsonl(path) if os.path.exists(path) else []
+  return metrics_lib.read_jsonl(path) if epath.Path(path).exists() else []
 
 
 def _last(records: list[dict], key: str) -> float:
@@ -131,10 +130,11 @@ def end_eval_dir(run_dir: str) -> str:
   evaluation, eval/<update> (RL) or eval/sft_step_<step> (SFT)."""
   root = os.path.join(run_dir, "eval")
   for candidate in (os.path.join(root, "final"), root):
-    if os.path.exists(os.path.join(candidate, "results.json")):
+    if epath.Path(candidate, "results.json").exists():
       return candidate
   steps = {int(name.removeprefix("sft_step_")): os.path.join(root, name)
-           for name in (os.listdir(root) if os.path.isdir(root) else ())
+           for name in ([p.name for p in epath.Path(root).iterdir()]
+                        if epath.Path(root).is_dir() else ())
            if name.removeprefix("sft_step_").isdigit()}
   if not steps:
     raise FileNotFoundError(f"{root}: no evaluation of {run_dir}")
@@ -292,17 +292,16 @@ def run_experiment(config, workdir: str, allow_changes: bool = False) -> dict:
 
 
 def _write_json(path: str, value) -> None:
-  with open(path, "w") as f:
-    json.dump(value, f, indent=2)
+  epath.Path(path).write_text(json.dumps(value, indent=2))
 
 
 def _report(config, workdir: str, curves: list[dict], evaluations: dict, branches) -> dict:
   """curves.jsonl, the figures, summary.json and summary.md (the table of the ends)."""
   path = os.path.join(workdir, "curves.jsonl")
-  with open(path, "w") as f:
-    for record in curves:
-      f.write(json.dumps({k: v for k, v in record.items()
-                          if k in ("branch", "flops", "step") or k.startswith("eval/")}) + "\n")
+  epath.Path(path).write_text("".join(
+      json.dumps({k: v for k, v in record.items()
+                  if k in ("branch", "flops", "step") or k.startswith("eval/")}) + "\n"
+      for record in curves))
   records = plots.read_records([path])
   names = [bench.name for bench in eval_lib.benchmarks(config)]
   summary = {**evaluations,
@@ -315,9 +314,8 @@ def _report(config, workdir: str, curves: list[dict], evaluations: dict, branche
     summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}
   _write_json(os.path.join(workdir, "summary.json"), summary)
   rows = {name: summary[name] for name in ("pretrain", "init", *branches) if name in summary}
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    headlines = [(n, envs.task(config.task).headline(n)) for n in names]
-    f.write(summary_table(rows, headlines) + "\n")
+  headlines = [(n, envs.task(config.task).headline(n)) for n in names]
+  epath.Path(workdir, "summary.md").write_text(summary_table(rows, headlines) + "\n")
   return summary
 
 

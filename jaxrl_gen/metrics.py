@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import jax
 from etils import epath
 
-from jaxrl_gen import chips
+from jaxrl_gen import chips, paths
 
 
 def training_flops(num_params: int, tokens: float) -> float:
@@ -90,7 +90,7 @@ class MetricWriter:
       return
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     lines = _truncate_after(self.path, resume_step)
-    if not _is_local(self.path):
+    if not paths.is_local(self.path):
       self._lines = lines
     if tensorboard:
       from tensorboardX import SummaryWriter
@@ -139,11 +139,6 @@ def _truncate_after(path: str, step: int) -> list[str]:
   lines = [json.dumps(r, sort_keys=True) + "\n" for r in kept]
   epath.Path(path).write_text("".join(lines))
   return lines
-
-
-def _is_local(path: str) -> bool:
-  """Whether `path` is on this machine's file system (not a URL such as gs://)."""
-  return "://" not in path
 
 
 def _number(value: Any) -> Any:

@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # on one host without this.
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
+import importlib  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -59,3 +60,42 @@ def compile_cache(tmp_path_factory):
       for name, value in saved.items():
         jax.config.update(name, value)
       compilation_cache.reset_cache()
+
+
+def _fake_gcs_class():
+  from fsspec.implementations.memory import MemoryFileSystem  # noqa: PLC0415
+
+  class FakeGCS(MemoryFileSystem):
+    """gs:// paths in memory; an object cannot be appended to, as on GCS."""
+
+    protocol = ("gs", "gcs")
+    store: dict = {}
+    pseudo_dirs = [""]
+
+    @classmethod
+    def _strip_protocol(cls, path):
+      return super()._strip_protocol(str(path).removeprefix("gs://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+      if "a" in mode:
+        raise NotImplementedError(f"GCS objects cannot be appended to: {path}")
+      return super()._open(path, mode, **kwargs)
+
+  return FakeGCS
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+  """An in-memory GCS for this test only: epath's gs:// backend (fsspec 'gcs') on a memory
+  file system that refuses appends as GCS does; yields its {path: file} store."""
+  from etils.epath import backend as epath_backend  # noqa: PLC0415
+
+  fake = _fake_gcs_class()
+  registry = importlib.import_module("fsspec.registry")._registry
+  monkeypatch.setitem(registry, "gcs", fake)
+  monkeypatch.setitem(registry, "gs", fake)
+  epath_backend.fsspec_backend._get_filesystem.cache_clear()  # a cached real GCS, or ours
+  yield fake.store
+  fake.store.clear()
+  fake.pseudo_dirs[:] = [""]
+  epath_backend.fsspec_backend._get_filesystem.cache_clear()

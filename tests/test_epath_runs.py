@@ -1,10 +1,9 @@
 """Run files through `etils.epath`: metric records written, cut back on resume and read back
-in a local workdir and in a gs:// one (a fake GCS: fsspec's memory file system under the gs
-protocol, which refuses appends as GCS does); checkpoints saved and restored locally, and a
+in a local workdir and in a gs:// one (conftest's `fake_gcs`: fsspec's memory file system
+under the gs protocol, which refuses appends as GCS does); checkpoints saved and restored locally, and a
 gs:// checkpoint directory handed to orbax as it is (orbax's gs:// support needs
 google-cloud-storage and a real bucket, so it is not run here)."""
 
-import importlib
 import os
 
 import grain
@@ -12,41 +11,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from etils.epath import backend as epath_backend
-from fsspec.implementations.memory import MemoryFileSystem
 
 from jaxrl_gen import metrics
 from jaxrl_gen.train import checkpoint as checkpoint_lib
-
-
-class _FakeGCS(MemoryFileSystem):
-  """gs:// paths in memory; an object cannot be appended to, as on GCS."""
-
-  protocol = ("gs", "gcs")
-  store: dict = {}
-  pseudo_dirs = [""]
-
-  @classmethod
-  def _strip_protocol(cls, path):
-    return super()._strip_protocol(str(path).removeprefix("gs://"))
-
-  def _open(self, path, mode="rb", **kwargs):
-    if "a" in mode:
-      raise NotImplementedError(f"GCS objects cannot be appended to: {path}")
-    return super()._open(path, mode, **kwargs)
-
-
-@pytest.fixture
-def fake_gcs(monkeypatch):
-  """epath's gs:// backend (fsspec 'gcs') on `_FakeGCS`, for this test only."""
-  registry = importlib.import_module("fsspec.registry")._registry
-  monkeypatch.setitem(registry, "gcs", _FakeGCS)
-  monkeypatch.setitem(registry, "gs", _FakeGCS)
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()  # a cached real GCS, or ours
-  yield _FakeGCS.store
-  _FakeGCS.store.clear()
-  _FakeGCS.pseudo_dirs[:] = [""]
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -13,19 +13,22 @@ orbax from HF, HF from anything else). A GGUF file's or run's tokenizer (with it
 template) is written beside the weights, so the output is a complete model directory for
 transformers and for `--config.sft.init` / `ppo.init` / `eval --checkpoint`. Parameters stream
 through the device mesh `--mesh` (sizes of data,fsdp,tensor; default all devices on fsdp), so
-a model larger than one device's memory converts. No `--config` needed.
+a model larger than one device's memory converts. No `--config` needed. `--src` and `--dst`
+may be URLs (gs://...): orbax reads and writes them itself; a GGUF file or HF directory is
+read through a local copy, and an HF destination (and any tokenizer) is written locally and
+uploaded (`jaxrl_gen.paths`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import ml_collections
 from absl import flags, logging
+from etils import epath
 
-from jaxrl_gen import parallel
+from jaxrl_gen import parallel, paths
 from jaxrl_gen.models import gguf, hf, params_io
 from jaxrl_gen.models.hf_config import CheckpointError
 from jaxrl_gen.text import tokenizer as tokenizer_lib
@@ -53,29 +56,32 @@ def _fail(message: str):
 def convert(src: str, dst: str, fmt: str | None = None, dtype: str | None = None,
             mesh_shape=(1, -1, 1), max_shard_bytes: int = 5 << 30) -> str:
   """Converts `src` into `dst`; returns the destination format."""
-  if os.path.exists(dst) and os.listdir(dst):
+  if epath.Path(dst).exists() and any(epath.Path(dst).iterdir()):
     raise CheckpointError(f"destination {dst} exists and is not empty")
   mesh = parallel.make_mesh(mesh_shape)
   tokenizer = None  # the tokenizer source written beside the weights (None: none)
   if src.endswith(".gguf"):
+    src = paths.local_copy(src)  # the gguf package reads a local file
     model, tokenizer = gguf.load_pretrained(src, mesh=mesh, dtype=dtype or "float32"), src
-  elif os.path.isdir(src) and restore.run_checkpoint(src) is not None:
+  elif epath.Path(src).is_dir() and restore.run_checkpoint(src) is not None:
     model, tokenizer = _run_policy(src, mesh, dtype), restore.saved_tokenizer(src)
   elif params_io.is_params_dir(src):
     overrides = {"param_dtype": dtype} if dtype else {}
     model = params_io.load_params(src, mesh=mesh, **overrides)
-  elif os.path.isfile(os.path.join(src, "config.json")):
-    model, fmt = hf.load_pretrained(src, mesh=mesh, dtype=dtype or "float32"), fmt or "orbax"
+  elif (epath.Path(src) / "config.json").is_file():
+    model = hf.load_pretrained(paths.local_copy(src), mesh=mesh, dtype=dtype or "float32")
+    fmt = fmt or "orbax"
   else:
     raise CheckpointError(f"{src} is neither a Hugging Face model (config.json) nor an orbax"
                           f" checkpoint ({params_io.CONFIG_FILE})")
   fmt = fmt or "hf"
-  if fmt == "hf":
-    hf.save_pretrained(model, dst, max_shard_bytes=max_shard_bytes)
-  else:
+  if fmt == "orbax":
     params_io.save_params(model, dst)
-  if tokenizer is not None and parallel.is_main_process():
-    tokenizer_lib.load(tokenizer).save_pretrained(dst)
+  with paths.staged(dst) as local:  # safetensors and tokenizers write local files
+    if fmt == "hf":
+      hf.save_pretrained(model, local, max_shard_bytes=max_shard_bytes)
+    if tokenizer is not None and parallel.is_main_process():
+      tokenizer_lib.load(tokenizer).save_pretrained(local)
   return fmt
 
 
@@ -83,8 +89,8 @@ def _run_policy(src: str, mesh, dtype: str | None):
   """The policy of a run directory's checkpoint, read by the trainer's own restore with the
   run's saved config (parameter dtype as trained unless `dtype` says otherwise)."""
   workdir, _ = restore.run_checkpoint(src)
-  with open(os.path.join(workdir, restore.RUN_CONFIG)) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(
+      json.loads((epath.Path(workdir) / restore.RUN_CONFIG).read_text()))
   if dtype:
     config.model.param_dtype = dtype
   return restore.load_model(config, src, mesh)

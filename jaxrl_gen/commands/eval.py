@@ -6,8 +6,9 @@
 
 --checkpoint: a `jaxrl-gen train` run directory (its latest checkpoint) or one of its step
 directories `<run>/checkpoints/<step>`, a `jaxrl-gen convert` orbax model, or a Hugging Face
-model directory (`jaxrl_gen.train.restore`); without it, a randomly initialised model of
-`config.model` (seed config.seed), with a warning. The config may be of any mode.
+model directory (`jaxrl_gen.train.restore`), local or a URL (gs://...; so may the workdir
+be); without it, a randomly initialised model of `config.model` (seed config.seed), with a
+warning. The config may be of any mode.
 
 Each benchmark's episodes are answered in lock-step batches of `config.eval.batch_size`, one
 `sampling.generate` call per turn with `config.sampling`'s settings (the reference's
@@ -31,6 +32,7 @@ import os
 import sys
 
 from absl import flags, logging
+from etils import epath
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Model to evaluate: a run directory (latest checkpoint), a run's "
@@ -82,8 +84,7 @@ def run(config, checkpoint: str | None, benches, policy, workdir: str, *,
   record = {"checkpoint": source, "task": config.task,
             "variant": config.variant, "sampling": policy.sampling_kwargs,
             "eval": config.eval.to_dict(), "results": results}
-  with open(os.path.join(log_dir, RESULTS), "w") as f:
-    json.dump(evaluation.json_safe(record), f, indent=2)
+  (epath.Path(log_dir) / RESULTS).write_text(json.dumps(evaluation.json_safe(record), indent=2))
   return results
 
 

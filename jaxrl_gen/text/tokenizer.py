@@ -7,8 +7,10 @@
 All are `transformers` fast tokenizers with a chat template (the checkpoint's own
 `chat_template.json`/`.jinja` or GGUF `tokenizer.chat_template`, or the Llama-3.2-Vision
 template shipped with the embedded one) in one of the turn formats `special_ids` knows:
-Llama-3's (`<|eot_id|>`) or ChatML's (`<|im_end|>`, e.g. SmolLM2). Nothing is downloaded: a
-path that is not a tokenizer directory or GGUF file is a one-line error.
+Llama-3's (`<|eot_id|>`) or ChatML's (`<|im_end|>`, e.g. SmolLM2). Nothing is downloaded
+from a model hub: a path that is not a tokenizer directory or GGUF file is a one-line error.
+A URL (gs://...) is read through a local copy of the GGUF file, or of the directory's files
+but its weights (`paths.local_copy`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import os
 import pathlib
 from typing import Any
 
+from jaxrl_gen import paths
+
+# Files of a model directory that a tokenizer never reads (not copied from a URL).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 EMBEDDED = pathlib.Path(__file__).resolve().parent.parent / "assets" / "tiny_tokenizer"
 IMAGE_TOKEN = "<|image|>"
 EOT_TOKEN = "<|eot_id|>"
@@ -42,8 +48,11 @@ class SpecialIds:
 
 def load(source: str | os.PathLike = "") -> Any:
   """A tokenizer: '' is the embedded tiny tokenizer, anything else a local directory or a
-  `.gguf` file."""
-  path = pathlib.Path(source) if str(source) else EMBEDDED
+  `.gguf` file, local or a URL (gs://...)."""
+  source = str(source)
+  if source and not paths.is_local(source):
+    source = paths.local_copy(source, keep=lambda name: not name.endswith(WEIGHT_SUFFIXES))
+  path = pathlib.Path(source) if source else EMBEDDED
   if path.suffix == ".gguf" and path.is_file():
     return _load(str(path.parent), path.name)
   if not (path / "tokenizer.json").is_file():

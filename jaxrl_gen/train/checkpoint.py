@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from jaxrl_gen import paths
 from jaxrl_gen.models.hf_config import CheckpointError
 from jaxrl_gen.train import restore
 
@@ -64,12 +65,7 @@ class Checkpointer:
     if every < 1 or keep < 1:
       raise ValueError(f"checkpoint every={every} and keep={keep} must both be >= 1")
     self.every = every
-    directory = os.fspath(directory)
-    # Orbax wants an absolute path; a URL (gs://...) is one already, and abspath would turn
-    # it into a local directory named "gs:".
-    if "://" not in directory:
-      directory = os.path.abspath(directory)
-    self.directory = epath.Path(directory)
+    self.directory = epath.Path(paths.absolute(directory))  # orbax wants an absolute path
     # Orbax's threads log the traceback of a failed background save; `wait` reports it.
     self._quiet = contextlib.ExitStack()
     self._quiet.enter_context(restore.quiet_orbax())

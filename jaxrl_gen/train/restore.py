@@ -10,7 +10,9 @@
                        of the train state are read, never the optimizer moments);
   an orbax directory   `jaxrl-gen convert` output (`model_config.json` and `params/`);
   a HF directory       `config.json` and safetensors (`models.hf.load_pretrained`).
-Saved models keep their own shapes and take `config.model`'s dtypes, remat and scanning and
+Each may be a local path or a URL (gs://...): orbax reads run and orbax directories there
+itself, a Hugging Face directory's files are copied to a local cache first
+(`paths.local_copy`). Saved models keep their own shapes and take `config.model`'s dtypes, remat and scanning and
 `config.mesh`'s rules; parameters are restored straight into arrays sharded over `mesh`. A
 saved model of other shapes than `config.model.preset`'s says so in one warning line.
 
@@ -35,7 +37,7 @@ from etils import epath
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from jaxrl_gen import parallel
+from jaxrl_gen import parallel, paths
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.models.config import ModelConfig
 from jaxrl_gen.models.hf_config import CheckpointError
@@ -130,20 +132,21 @@ def warn_skipped(where: str, skipped: list[tuple[Hashable, str]], used: Hashable
 def _run_steps(path: str) -> tuple[str, list[str]] | None:
   """(run directory, step directories to try, newest first) when `path` is a run directory
   (its complete checkpoints not known to be unusable) or one of its step directories (that
-  one alone); None otherwise."""
-  path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, CHECKPOINTS)):
+  one alone); None otherwise. A local path or a URL (gs://...)."""
+  path = paths.absolute(path).rstrip("/")
+  root = epath.Path(path)
+  if (root / CHECKPOINTS).is_dir():
     workdir = path
-    steps = ocp.utils.checkpoint_steps(os.path.join(path, CHECKPOINTS))
-    step_dirs = [d for d in (os.path.join(path, CHECKPOINTS, str(s))
+    steps = ocp.utils.checkpoint_steps(root / CHECKPOINTS)
+    step_dirs = [d for d in (f"{path}/{CHECKPOINTS}/{s}"
                              for s in sorted(steps, reverse=True)) if d not in _UNUSABLE]
     if not step_dirs:
       raise CheckpointError(f"run directory {path} has no complete checkpoint yet")
-  elif os.path.isdir(os.path.join(path, STATE_ITEM)):
-    workdir, step_dirs = os.path.dirname(os.path.dirname(path)), [path]
+  elif (root / STATE_ITEM).is_dir():
+    workdir, step_dirs = str(root.parent.parent), [path]
   else:
     return None
-  if not os.path.isfile(os.path.join(workdir, MODEL_CONFIG)):
+  if not (epath.Path(workdir) / MODEL_CONFIG).is_file():
     raise CheckpointError(f"run directory {workdir} has no {MODEL_CONFIG} (written by the "
                           "trainer since it records the model's shapes)")
   return workdir, step_dirs
@@ -164,7 +167,7 @@ def describe(source: str) -> str:
   run = run_checkpoint(source)
   if run is not None:
     return f"run checkpoint {run[1]}"
-  return f"checkpoint {os.path.abspath(source)}"
+  return f"checkpoint {paths.absolute(source)}"
 
 
 def tokenizer_source(config, source: str) -> str:
@@ -178,13 +181,12 @@ def saved_tokenizer(source: str) -> str:
   """The directory of the tokenizer a saved model was trained with ('' = the embedded one)."""
   if not source:
     return ""
-  if os.path.isfile(os.path.join(source, "tokenizer.json")):
+  if (epath.Path(source) / "tokenizer.json").is_file():
     return source
-  run = run_checkpoint(source) if os.path.isdir(source) else None
-  if run is None or not os.path.isfile(os.path.join(run[0], RUN_CONFIG)):
+  run = run_checkpoint(source) if epath.Path(source).is_dir() else None
+  if run is None or not (epath.Path(run[0]) / RUN_CONFIG).is_file():
     return ""
-  with open(os.path.join(run[0], RUN_CONFIG)) as f:
-    trained = json.load(f)
+  trained = json.loads((epath.Path(run[0]) / RUN_CONFIG).read_text())
   return (trained.get("text", {}).get("tokenizer")
           or saved_tokenizer(trained.get("sft", {}).get("init", "")))
 
@@ -206,9 +208,9 @@ def load_model(config, source: str, mesh: jax.sharding.Mesh) -> mllama.Model:
   model_config = presets.from_config(config.model, config.mesh, parallel.platform(mesh))
   if not source:
     return mllama.create(model_config, mesh=mesh, seed=config.seed)
-  if not os.path.exists(source):
+  if not epath.Path(source).exists():
     raise CheckpointError(f"checkpoint {source}: no such directory")
-  if not os.path.isdir(source):
+  if not epath.Path(source).is_dir():
     raise CheckpointError(f"checkpoint {source} is a file; a model is a directory")
   overrides = dict(dtype=model_config.dtype, param_dtype=model_config.param_dtype,
                    remat=model_config.remat, scan_layers=model_config.scan_layers,
@@ -218,10 +220,11 @@ def load_model(config, source: str, mesh: jax.sharding.Mesh) -> mllama.Model:
     model = _load_run(*run, mesh=mesh, overrides=overrides)
   elif params_io.is_params_dir(source):
     model = params_io.load_params(source, mesh=mesh, **overrides)
-  elif os.path.isfile(os.path.join(source, "config.json")):
-    compute = overrides.pop("dtype")
-    model = hf.load_pretrained(source, mesh=mesh, dtype=overrides.pop("param_dtype"),
-                               compute_dtype=compute, **overrides)
+  elif (epath.Path(source) / "config.json").is_file():
+    compute = overrides.pop("dtype")  # safetensors reads local files: a URL's are copied
+    model = hf.load_pretrained(paths.local_copy(source), mesh=mesh,
+                               dtype=overrides.pop("param_dtype"), compute_dtype=compute,
+                               **overrides)
   else:
     raise CheckpointError(f"{source} is none of: a run directory ({CHECKPOINTS}/), an orbax "
                           f"model ({MODEL_CONFIG}), a Hugging Face model (config.json)")
@@ -252,16 +255,16 @@ def _shapes(model_config: ModelConfig) -> tuple:
 
 def _load_run(workdir: str, step_dirs: list[str], *, mesh, overrides: dict) -> mllama.Model:
   """The parameters of the newest of `step_dirs` that restores, in the run's model shapes."""
-  with open(os.path.join(workdir, MODEL_CONFIG)) as f:
-    model_config = ModelConfig.from_json(f.read()).replace(**overrides)
+  model_config = ModelConfig.from_json(
+      (epath.Path(workdir) / MODEL_CONFIG).read_text()).replace(**overrides)
   graphdef, abstract = mllama.abstract(model_config)
   shardings = dict(nnx.to_flat_state(parallel.state_shardings(abstract, mesh,
                                                               model_config.rules)))
   wanted = {_name(path): jax.ShapeDtypeStruct(v.shape, v.dtype,
                                               sharding=shardings[path].get_value())
             for path, v in nnx.to_flat_state(abstract)}
-  where = os.path.dirname(step_dirs[0])
-  steps = {os.path.basename(d): d for d in step_dirs}
+  where = step_dirs[0].rsplit("/", 1)[0]
+  steps = {d.rsplit("/", 1)[1]: d for d in step_dirs}
   arrays, used, skipped = newest_restorable(
       list(steps), lambda step: _restore_params(steps[step], wanted), where)
   _UNUSABLE.update(steps[step] for step, _ in skipped)

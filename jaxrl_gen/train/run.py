@@ -25,7 +25,7 @@ import jax
 from absl import logging
 from etils import epath
 
-from jaxrl_gen import metrics as metrics_lib
+from jaxrl_gen import metrics as metrics_lib, paths
 from jaxrl_gen.train import checkpoint as checkpoint_lib
 from jaxrl_gen.train import restore
 
@@ -136,10 +136,9 @@ class Run:
       logging.warning("resumed from the checkpoint of step %d in %s", self.start, workdir)
     write_run_files(config, model_config, workdir)
     if changes and jax.process_index() == 0:
-      with (epath.Path(workdir) / CHANGES).open("a") as f:
-        for key, (before, after) in changes.items():
-          f.write(json.dumps({"step": self.start, "key": key, "saved": before, "now": after,
-                              "time": time.time()}) + "\n")
+      paths.append_text(epath.Path(workdir) / CHANGES, "".join(
+          json.dumps({"step": self.start, "key": key, "saved": before, "now": after,
+                      "time": time.time()}) + "\n" for key, (before, after) in changes.items()))
     self.writer = metrics_lib.MetricWriter(workdir, resume_step=self.start,
                                            tensorboard=config.log.tensorboard)
     self.totals = {k: last_value(self.writer.path, k, self.start) for k in totals}
