@@ -15,18 +15,21 @@ miniature gives the tiny model that skill first, then runs the paper's protocol 
      `jaxrl_gen.envs.general_points.rules`), which never contains the rule-OOD benchmark's
      J/Q/K = 11/12/13;
   2. the SFT warm-up on the ID rule (J/Q/K = 10, target 24): the paper's init checkpoint;
-  3. from it, PPO with sequential revision (`env.verify_iter` 5, as the paper trains) and SFT on
-     the same ID data, at equal training FLOPs (the paper's count, pre-training excluded);
-  4. evaluations along both branches on ID and rule OOD, each over `eval.seeds` evaluation
-     seeds, with the memorization probes (`eval.probes`): the share of rule-OOD answers that
-     apply the training rule, exact matches of SFT training targets, the NLL gap between SFT
-     training answers and held-out expert answers.
+  3. from it, PPO on one graded attempt per hand (`env.verify_iter` 1: a 1M model never
+     learned to read the verifier's feedback; the paper trains with 5) and SFT on the same ID
+     data, at equal training FLOPs (the paper's count, pre-training excluded);
+  4. evaluations along both branches on ID and rule OOD with the paper's 5 attempts of
+     sequential revision (`eval.verify_iter`), each over `eval.seeds` evaluation seeds, with
+     the memorization probes (`eval.probes`): the share of rule-OOD answers that apply the
+     training rule, exact matches of SFT training targets, the NLL gap between SFT training
+     answers and held-out expert answers.
 
 The model is `tiny-text` (1M parameters) and the prompt the compact template
 (`env.prompt='compact'`: "J=10 Q=10 K=10. Target 24. Cards: A, 3, K, 6.", answered
-{"number": [...], "formula": "..."}), so the whole job fits in 15 minutes on 2 CPU cores
-(benchmarks/mini_study.py measures it). Every other key is configs/gp.py's, overridable as
-there (e.g. `--config.experiment.branches=rl,sft,grpo,grpo_judge`).
+{"number": [...], "formula": "..."}), so the whole job takes 10-12.5 minutes on 2 CPU cores
+(`python benchmarks/mini_study.py --runs=3`: medians of 743 s and 606 s on two machines,
+docs/generalization.md). Every other key is configs/gp.py's, overridable as there (e.g.
+`--config.experiment.branches=rl,sft,grpo,grpo_judge`).
 """
 
 import importlib.util
