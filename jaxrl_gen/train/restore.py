@@ -12,9 +12,10 @@
   a HF directory       `config.json` and safetensors (`models.hf.load_pretrained`).
 Each may be a local path or a URL (gs://...): orbax reads run and orbax directories there
 itself, a Hugging Face directory's files are copied to a local cache first
-(`paths.local_copy`). Saved models keep their own shapes and take `config.model`'s dtypes, remat and scanning and
-`config.mesh`'s rules; parameters are restored straight into arrays sharded over `mesh`. A
-saved model of other shapes than `config.model.preset`'s says so in one warning line.
+(`paths.local_copy`). Saved models keep their own shapes and take `config.model`'s dtypes,
+remat and scanning and `config.mesh`'s rules; parameters are restored straight into arrays
+sharded over `mesh`. A saved model of other shapes than `config.model.preset`'s says so in
+one warning line.
 
 A run directory's checkpoint that does not restore (truncated, corrupt) is skipped for the
 newest older one that does, with a one-line warning naming the step and why
