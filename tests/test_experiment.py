@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("compile_cache")
 
 def test_sft_branch_gets_the_rl_branchs_flops():
   init = [{"step": 10, "train/tokens_seen": 1000.0}, {"step": 20, "train/tokens_seen": 2000.0}]
-  per_step = metrics.training_flops(1_000, 100.0)  # 100 tokens per step
+  per_step = 6 * 1_000 * 100.0  # 6 N D: 1,000 parameters, the warm-up's 100 tokens a step
   assert experiment.sft_steps_for(35 * per_step, init, 1_000) == 35
   assert experiment.sft_steps_for(35.5 * per_step, init, 1_000) == 36
   assert experiment.sft_steps_for(0.0, init, 1_000) == 1
@@ -116,15 +116,23 @@ def test_experiment_runs_its_branches_at_equal_flops_and_completes_on_rerun(repo
   assert sorted(c["branch"] for c in curves) == sorted(branches * 2)
   rl_end, sft_end = summary["rl"]["flops"], summary["sft"]["flops"]
   assert init_flops < rl_end and init_flops < sft_end
+  # Equal FLOPs, as whole steps allow: the SFT branch runs the fewest steps whose 6 N D, at the
+  # warm-up's tokens a step, reach the RL branch's FLOPs; GRPO the number of updates (each
+  # costing what its probe's one did) closest to them.
+  rl_flops = rl_end - init_flops
   sft_steps = max(r["step"] for r in metrics.read_jsonl(tmp_path / "sft" / "metrics.jsonl"))
   init_records = metrics.read_jsonl(tmp_path / "init" / "metrics.jsonl")
-  num_params = mllama.param_count(presets.from_config(config.model, config.mesh))
-  assert sft_steps == experiment.sft_steps_for(rl_end - init_flops, init_records, num_params)
+  tokens_a_step = init_records[-1]["train/tokens_seen"] / init_records[-1]["step"]
+  step_flops = 6 * mllama.param_count(presets.from_config(config.model, config.mesh)) * (
+      tokens_a_step)
+  assert (sft_steps - 1) * step_flops < rl_flops <= sft_steps * step_flops
   per_update = metrics.read_jsonl(tmp_path / "grpo_judge_probe" / "metrics.jsonl")[-1][
       "train/flops"]
   judge = [r for r in metrics.read_jsonl(tmp_path / "grpo_judge" / "metrics.jsonl")
            if "ppo/policy_loss" in r]
-  assert len(judge) == max(1, round((rl_end - init_flops) / per_update))
+  updates = len(judge)
+  assert all(abs(updates * per_update - rl_flops) <= abs(n * per_update - rl_flops)
+             for n in range(1, updates + 3))
   assert abs(summary["grpo_judge"]["flops"] - rl_end) <= per_update
   assert all("grpo/judge_score" in r for r in judge)
   assert all("eval/id/success_stderr" in summary[p] for p in ("init",) + branches)

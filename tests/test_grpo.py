@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("compile_cache")
 def test_grpo_learns_to_say_an_even_token(repo_root):
   """The PPO test's bandit: 8 groups of 8 samples of one prompt, top-k 8, reward 1 for an even
   first token; group-normalised advantages and the clipped token loss (no critic) must make
-  the policy nearly always even."""
+  the policy nearly always even: at least 90% of the last two updates' samples (measured:
+  97%)."""
   config = tiny_rl.grpo_config(repo_root)
   with config.unlocked():
     config.grpo.groups, config.grpo.group_size = 8, 8
@@ -54,7 +55,7 @@ def test_grpo_learns_to_say_an_even_token(repo_root):
     state, metrics = built["ppo_update"](state, batch, jax.random.key(step))
     assert int(metrics["skipped"]) == 0 and "explained_variance" not in metrics
   print("even-token rate per update:", rates)
-  assert rates[0] < 0.75 and np.mean(rates[-2:]) > rates[0] + 0.2, rates
+  assert rates[0] < 0.75 and np.mean(rates[-2:]) >= 0.9, rates
 
 
 def test_killed_grpo_run_resumes_exactly(repo_root, tmp_path, monkeypatch):

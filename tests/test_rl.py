@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+import ppo_golden
 import tiny_rl
 from jaxrl_gen import parallel
 from jaxrl_gen import policy as policy_lib
@@ -89,7 +90,8 @@ def test_rescoring_equals_the_samplers_logprobs_and_values(repo_root):
 def test_ppo_learns_to_say_an_even_token(repo_root):
   """A one-turn bandit on the real stack: the policy picks among its 8 likeliest first
   tokens (top-k 8; log-probs of the whole distribution, as always) and is rewarded for an
-  even token id. From about half, PPO (clip 0.2) must make it nearly always even."""
+  even token id. From about half, PPO (clip 0.2) must make it nearly always even: at least 90%
+  of the last two updates' samples (measured: 100%)."""
   net = _net()
   fields = dict(num_updates=7, ppo_epochs=2, minibatches=2, grad_accum=1, lr=3e-3,
                 end_lr=3e-3, clip=0.2, num_steps=64, num_envs=64, rollout_temperature=1.0)
@@ -117,7 +119,7 @@ def test_ppo_learns_to_say_an_even_token(repo_root):
     state, metrics = update(state, buffer, jax.random.key(step))
     assert int(metrics["skipped"]) == 0
   print("even-token rate per update:", rates)
-  assert rates[0] < 0.75 and np.mean(rates[-2:]) > rates[0] + 0.2, rates
+  assert rates[0] < 0.75 and np.mean(rates[-2:]) >= 0.9, rates
 
 
 def nnx_model(graphdef, state):
@@ -135,26 +137,20 @@ def test_killed_rl_run_resumes_exactly(repo_root, tmp_path, monkeypatch):
   assert os.path.isdir(tmp_path / "killed" / "checkpoints" / "2")
 
 
-def test_ppo_run_equals_the_pre_refactor_golden(repo_root, tmp_path):
-  """The tiny PPO run (with a KL term) against the records and parameters the code before the
-  typed-batch / run-skeleton refactor produced (tests/data/ppo_tiny_golden.json). Measured on
-  the machine that wrote it: bit-identical with the sampler's bootstrap value; the prompt-only
-  scoring pass that replaced it moves values by ~1e-7, hence the tolerance (which also covers
-  another CPU's float order)."""
-  golden = json.loads((repo_root / "tests" / "data" / "ppo_tiny_golden.json").read_text())
-  config = tiny_rl.config(repo_root)
-  with config.unlocked():
-    config.ppo.kl_coef = 0.05
-  state = rl.run_rl(config, str(tmp_path))
-  with open(tmp_path / "metrics.jsonl") as f:
-    records = [json.loads(line) for line in f]
-  assert len(records) == len(golden["records"])
-  for got, want in zip(records, golden["records"]):
+def test_ppo_run_equals_its_golden_record(tmp_path):
+  """The tiny PPO run with a KL term and greedy rollouts against its record,
+  tests/data/ppo_tiny_golden.json: every metric of every update and every parameter's sum.
+  Greedy rollouts make the record machine-independent (tests/ppo_golden.py, which writes it,
+  says why and records where it came from); rtol 1e-4 covers another CPU's float order."""
+  golden = json.loads(ppo_golden.GOLDEN.read_text())
+  assert golden["origin"]["command"] == ppo_golden.COMMAND
+  got = ppo_golden.run(str(tmp_path))
+  assert len(got["records"]) == len(golden["records"])
+  for record, want in zip(got["records"], golden["records"]):
+    assert record.keys() == want.keys()
     for key, value in want.items():
-      assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (want["step"], key)
-  leaves = jax.tree.leaves(jax.device_get(state.params))
-  sums = [float(np.asarray(x, np.float64).sum()) for x in leaves]
-  np.testing.assert_allclose(sums, golden["param_sums"], rtol=1e-4, atol=1e-4)
+      assert record[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (want["step"], key)
+  np.testing.assert_allclose(got["param_sums"], golden["param_sums"], rtol=1e-4, atol=1e-4)
 
 
 def test_rollout_success_counts_episodes_that_started_in_an_earlier_rollout():
