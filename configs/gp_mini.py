@@ -49,59 +49,67 @@ MODES = ("rl", "sft", "grpo", "eval", "play")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = miniature("l", arg, "tiny-text", "configs/gp_mini.py")
+  config.lock()
+  return config
+
+
+def miniature(variant: str, arg: str | None, default_preset: str, name: str
+              ) -> ml_collections.ConfigDict:
+  """The miniature's recipe on `variant` ('l' or 'vl'; configs/gp_vl_mini.py builds on it),
+  unlocked for the caller's changes."""
   words = [w.strip() for w in (arg or "").split(",") if w.strip()]
   mode = next((w for w in words if w in MODES), "rl")
-  preset = next((w for w in words if w in config_lib.TOY_PRESETS), "tiny-text")
+  preset = next((w for w in words if w in config_lib.TOY_PRESETS), default_preset)
   unknown = [w for w in words if w not in MODES and w not in config_lib.TOY_PRESETS]
   if unknown:
     raise config_lib.ConfigError(
-        f"configs/gp_mini.py: unknown word {unknown[0]!r}; modes: {', '.join(MODES)}; "
+        f"{name}: unknown word {unknown[0]!r}; modes: {', '.join(MODES)}; "
         f"presets: {', '.join(config_lib.TOY_PRESETS)}")
-  config = gp_config.get_config(f"l,{mode},{preset}")
-  with config.unlocked():
-    config.env.prompt = "compact"
-    config.text.chat_template = "plain"
-    # RL trains on one graded attempt per hand (a 1M model never learned to read the
-    # verifier's feedback; the verification ablation varies this); evaluation keeps the
-    # paper's 5 attempts.
-    config.env.verify_iter = 1
-    config.env.forced_fail_step = False
+  config = gp_config.get_config(f"{variant},{mode},{preset}")
+  config.unlock()
+  config.env.prompt = "compact"
+  config.text.chat_template = "plain"
+  # RL trains on one graded attempt per hand (a 1M model never learned to read the
+  # verifier's feedback; the verification ablation varies this); evaluation keeps the
+  # paper's 5 attempts.
+  config.env.verify_iter = 1
+  config.env.forced_fail_step = False
 
-    config.data.revisions = 0  # the paper's single-turn expert pairs
-    # The solver's first formula of a hand: one answer per multiset of numbers, which a 1M
-    # model learns in minutes (a uniform pick among a hand's formulas it does not).
-    config.data.formula = "first"
-    config.data.train_size = 4096
-    config.data.eval_size = 256
-    config.data.max_length = 96  # compact examples are under 90 tokens: one 96-token bucket
-    config.sft.batch_size = 32
-    config.sft.eval_every = 0
-    config.optim.lr = 3e-4  # the warm-up's and the SFT branch's (the SFT recipe)
-    config.checkpoint.every = 50
+  config.data.revisions = 0  # the paper's single-turn expert pairs
+  # The solver's first formula of a hand: one answer per multiset of numbers, which a 1M
+  # model learns in minutes (a uniform pick among a hand's formulas it does not).
+  config.data.formula = "first"
+  config.data.train_size = 4096
+  config.data.eval_size = 256
+  config.data.max_length = 96  # compact examples are under 90 tokens: one 96-token bucket
+  config.sft.batch_size = 32
+  config.sft.eval_every = 0
+  config.optim.lr = 3e-4  # the warm-up's and the SFT branch's (the SFT recipe)
+  config.checkpoint.every = 50
 
-    config.sampling.max_new_tokens = 40  # compact expert answers are at most 32 tokens
-    # Revision turns grow prompts by about 60 tokens: buckets that step by 64 pad less.
-    config.sampling.prompt_buckets = (64, 128, 192, 256, 320, 384, 448, 512, 1024)
+  config.sampling.max_new_tokens = 40  # compact expert answers are at most 32 tokens
+  # Revision turns grow prompts by about 60 tokens: buckets that step by 64 pad less.
+  config.sampling.prompt_buckets = (64, 128, 192, 256, 320, 384, 448, 512, 1024)
 
-    config.eval.episodes = 64  # per evaluation seed
-    config.eval.seeds = 3
-    config.eval.batch_size = 64
-    config.eval.probes = 64
+  config.eval.episodes = 64  # per evaluation seed
+  config.eval.seeds = 3
+  config.eval.batch_size = 64
+  config.eval.probes = 64
 
-    # PPO (the RL recipe): 64 single-attempt hands an update, the reference's rollout
-    # temperature 0.2 (T 1.0 rollouts lowered ID success here), a constant small lr.
-    config.ppo.num_envs = 64
-    config.ppo.num_steps = 64
-    config.ppo.minibatches = 2
-    config.ppo.grad_accum = 1
-    config.ppo.rollout_temperature = None
-    config.ppo.lr = 2e-5
-    config.ppo.end_lr = 2e-5
+  # PPO (the RL recipe): 64 single-attempt hands an update, the reference's rollout
+  # temperature 0.2 (T 1.0 rollouts lowered ID success here), a constant small lr.
+  config.ppo.num_envs = 64
+  config.ppo.num_steps = 64
+  config.ppo.minibatches = 2
+  config.ppo.grad_accum = 1
+  config.ppo.rollout_temperature = None
+  config.ppo.lr = 2e-5
+  config.ppo.end_lr = 2e-5
 
-    config.experiment.pretrain_steps = 600
-    config.experiment.pretrain_lr = 1e-3
-    config.experiment.init_steps = 30
-    config.experiment.rl_updates = 20
-    config.experiment.evals = 2
-  config.lock()
+  config.experiment.pretrain_steps = 600
+  config.experiment.pretrain_lr = 1e-3
+  config.experiment.init_steps = 30
+  config.experiment.rl_updates = 20
+  config.experiment.evals = 2
   return config

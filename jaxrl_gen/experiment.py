@@ -15,8 +15,9 @@ the way, drawn as success against training FLOPs (the shape of Fig. 5/6).
                 reward; single-attempt episodes), each for the updates the RL branch's FLOPs
                 buy (measured on a one-update probe run, <workdir>/<branch>_probe)
 <workdir>/curves.jsonl, generalization.png, probes.png (with `eval.probes` or a rule-OOD
-                benchmark: the memorization probes against FLOPs), summary.json, summary.md
-                (the table of every phase's end)
+                benchmark: the memorization probes against FLOPs), recognition.png (with
+                GP-VL's recognition benchmarks: success against recognition accuracy, the
+                paper's Fig. 8), summary.json, summary.md (the table of every phase's end)
 
 Each phase's last evaluation keeps its per-hand JSONL logs (`jaxrl_gen.eval`: one summary line
 per hand with its `hand`, `success` and `attempts`) at `end_eval_dir(<workdir>/<phase>)`:
@@ -309,6 +310,9 @@ def _report(config, workdir: str, curves: list[dict], evaluations: dict, branche
                                   panels=names)}
   if config.eval.probes or any(f"eval/{n}/training_rule" in r for r in records for n in names):
     summary["probes_figure"] = plots.plot_probes(records, os.path.join(workdir, "probes.png"))
+  if any(n.startswith("recognition_") for n in names):  # GP-VL: the paper's Fig. 8 shape
+    summary["recognition_figure"] = plots.plot_recognition(
+        records, os.path.join(workdir, "recognition.png"))
   for branch in branches:
     last = [r for r in curves if r["branch"] == branch][-1]
     summary[branch] = {k: v for k, v in last.items() if k.startswith("eval/") or k == "flops"}

@@ -1,6 +1,7 @@
 """Figures in the shape of the paper's Fig. 5/6: a benchmark's score against training FLOPs,
 one panel per benchmark (ID, OOD, ...), one curve per branch (SFT, RL), binomial error bars
-and optional Savitzky-Golay smoothing (polynomial order 3, as the paper).
+and optional Savitzky-Golay smoothing (polynomial order 3, as the paper); and of its Fig. 8
+(`plot_recognition`): GP-VL success against card-recognition accuracy along each branch.
 
 Input: JSONL metric logs (what the trainers and `eval.flat_metrics` write), one JSON object
 per line. A record this module reads has
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Iterable, Sequence
 
 import matplotlib
@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from scipy.signal import savgol_filter  # noqa: E402
 
 SMOOTH_ORDER = 3
@@ -40,7 +41,7 @@ def read_records(paths: Iterable[str]) -> list[dict]:
   """The records of JSONL files that carry a branch and a FLOPs count."""
   records = []
   for path in paths:
-    with open(path, encoding="utf-8") as f:
+    with epath.Path(path).open("r", encoding="utf-8") as f:
       for number, line in enumerate(f, 1):
         if not line.strip():
           continue
@@ -133,6 +134,41 @@ def plot_probes(records: Sequence[dict], out_path: str, *, title: str | None = N
   return _figure(records, out_path, specs, None, title)
 
 
+def plot_recognition(records: Sequence[dict], out_path: str, *,
+                     pairs: Sequence[tuple[str, str]] = (("id", "recognition_id"),
+                                                          ("visual_ood", "recognition_visual_ood")),
+                     title: str | None = None) -> str:
+  """The paper's Fig. 8 shape: success (y) against card-recognition accuracy (x), one panel
+  per (benchmark, its recognition benchmark) pair the records hold, each branch's evaluations
+  joined in FLOPs order (the first point marked larger: where the branch starts)."""
+  specs = []
+  for bench, recognition in pairs:
+    success = series(records, bench, "success")
+    accuracy = series(records, recognition, "recognition_accuracy")
+    if any(branch in accuracy for branch in success):
+      specs.append((bench, recognition, success, accuracy))
+  if not specs:
+    raise ValueError("no success and recognition_accuracy scores of the same branch to plot")
+  fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 3.6), squeeze=False)
+  for ax, (bench, recognition, success, accuracy) in zip(axes[0], specs):
+    for branch in sorted(set(success) & set(accuracy)):
+      by_flops = dict(zip(accuracy[branch][0], zip(accuracy[branch][1], accuracy[branch][2])))
+      rows = [(f, s, e) + by_flops[f] for f, s, e in zip(*success[branch]) if f in by_flops]
+      if not rows:
+        continue
+      _, ys, yerr, xs, xerr = (100 * np.array(c) for c in zip(*rows))
+      color = BRANCH_COLORS.get(branch.lower())
+      ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=BRANCH_LINES.get(branch.lower(), "-") + "o",
+                  ms=3, capsize=2, color=color, label=branch.upper())
+      ax.plot(xs[:1], ys[:1], "o", ms=7, color=color)
+    ax.set_title(f"{bench}", fontsize="medium")
+    ax.set_xlabel(f"{recognition.replace('_', ' ')} accuracy (%)", fontsize="small")
+    ax.set_ylabel(f"{bench} success (%)", fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+  return _save(fig, out_path, title)
+
+
 def plot_points(xs: Sequence, ys: Sequence[float], stderrs: Sequence[float], out_path: str, *,
                 xlabel: str, ylabel: str) -> str:
   """One metric (in [0, 1], drawn in %) against a sweep's values, with error bars: e.g. the
@@ -146,11 +182,7 @@ def plot_points(xs: Sequence, ys: Sequence[float], stderrs: Sequence[float], out
   ax.set_xlabel(xlabel)
   ax.set_ylabel(f"{ylabel} (%)", fontsize="small")
   ax.grid(alpha=0.3)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  fig.savefig(out_path, dpi=120)
-  plt.close(fig)
-  return out_path
+  return _save(fig, out_path)
 
 
 def _figure(records, out_path, specs, smooth_window, title) -> str:
@@ -181,11 +213,17 @@ def _figure(records, out_path, specs, smooth_window, title) -> str:
     ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+  return _save(fig, out_path, title)
+
+
+def _save(fig, out_path: str, title: str | None = None) -> str:
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  fig.savefig(out_path, dpi=120)
+  out = epath.Path(out_path)  # a gs:// workdir's figures too
+  out.parent.mkdir(parents=True, exist_ok=True)
+  with out.open("wb") as f:
+    fig.savefig(f, dpi=120, format="png")
   plt.close(fig)
   return out_path
 

@@ -71,19 +71,25 @@ def _loss_sums(graphdef, state, batch):
 def answer_nll(policy, pairs: list[experts.Pair]) -> float:
   """Mean per-token NLL of each pair's target after its prompt (teacher forcing). Every
   process takes its contiguous share of the rows, padded to whole shards."""
+  from jaxrl_gen.train import sft  # noqa: PLC0415  (as _loss_sums)
+
   model, processor = policy.model, policy.processor
   shards = parallel.batch_shards(policy.mesh, model.config.rules)
   rows = -(-len(pairs) // (shards * jax.process_count())) * shards * jax.process_count()
   mine = range(len(pairs))[parallel.process_share(rows)]
+  images = int(any(p.image is not None for p in pairs))  # GP-VL: the card image, as SFT sees it
   examples = [pipeline.encode(pairs[i].conversation(), processor, max_length=10**6,
-                              max_images=0, last_only=True) for i in mine]
+                              max_images=images, last_only=True) for i in mine]
   longest = max([len(e["input_ids"]) for e in examples] + [2])
+  vision = model.config.vision
   local = pipeline.collate(examples or [_empty()], pad_id=processor.ids.pad,
-                           buckets=(-(-longest // 64) * 64,), rows=rows // jax.process_count())
+                           buckets=(-(-longest // 64) * 64,), rows=rows // jax.process_count(),
+                           max_images=images, max_tiles=processor.max_tiles,
+                           image_size=vision.image_size if images else 0)
   if not examples:
     local["loss_mask"][:] = 0
   batch = parallel.global_batch(local, policy.mesh, model.config.rules,
-                                {k: ("batch", "length") for k in local})
+                                {k: sft.BATCH_AXES[k] for k in local})
   graphdef, state = nnx.split(model)
   total, count = jax.device_get(_loss_sums(graphdef, state, batch))
   return float(total) / max(float(count), 1.0)

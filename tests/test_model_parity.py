@@ -80,3 +80,38 @@ def test_non_periodic_cross_layers_and_unscanned(tmp_path):
     diff = np.abs(want - _ours(ours, input_ids=ids, **images)).max()
     print(f"mllama cross [1, 2] {options}: max |logit diff| = {diff:.2e}")
     assert diff <= TOL
+
+
+def test_mini_vision_preset_matches_transformers(tmp_path):
+  """The GP-VL miniature's shape (one 96 px tile, 24 px patches, open gates from random init):
+  our randomly initialised model, written with save_pretrained, is transformers' model."""
+  import torch  # noqa: PLC0415
+  import transformers  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+
+  from jaxrl_gen.models import mllama, presets  # noqa: PLC0415
+
+  config = presets.get("mini-vision")
+  ours = mllama.Model(config, rngs=nnx.Rngs(0))
+  gates = [np.asarray(v.get_value()) for path, v in nnx.to_flat_state(nnx.state(ours))
+           if str(path[-1]).endswith("_gate")]
+  assert len(gates) == 2 and all(np.all(g == 0.5) for g in gates)
+  hf.save_pretrained(ours, str(tmp_path))
+  reference = transformers.MllamaForConditionalGeneration.from_pretrained(
+      str(tmp_path), dtype=torch.float32).eval()
+  rng = np.random.default_rng(0)
+  ids = rng.integers(3, 2000, size=(2, 9))
+  ids[:, 2] = config.image_token_id
+  v = config.vision
+  images = dict(pixel_values=rng.normal(size=(2, 1, 1, 3, v.image_size, v.image_size)
+                                        ).astype(np.float32),
+                aspect_ratio_ids=np.ones((2, 1), np.int64),
+                aspect_ratio_mask=np.ones((2, 1, 1), np.int64),
+                cross_attention_mask=np.zeros((2, 9, 1, 1), np.int64))
+  images["cross_attention_mask"][:, 2:] = 1
+  want = ref.logits(reference, input_ids=ids, **images)
+  got = _ours(ours, input_ids=ids, **images)
+  diff = np.abs(want - got).max()
+  effect = np.abs(want - ref.logits(reference, input_ids=ids)).max()
+  print(f"mini-vision: max |logit diff| = {diff:.2e} (image changes logits by {effect:.2e})")
+  assert effect > 1e-3 and diff <= TOL

@@ -53,3 +53,27 @@ def test_bad_logs(tmp_path):
     plots.read_records([str(log)])
   with pytest.raises(ValueError, match="no eval/"):
     plots.plot([{"branch": "rl", "flops": 1}], str(tmp_path / "x.png"))
+
+
+def test_recognition_figure_pairs_each_evaluations_success_with_its_recognition(tmp_path):
+  """Fig. 8's shape: one panel per (benchmark, recognition benchmark) pair the records hold,
+  each branch's points at the FLOPs where both were evaluated."""
+  records = []
+  for branch, slope in (("rl", 0.05), ("sft", -0.05)):
+    for i in range(3):
+      record = {"branch": branch, "flops": 1e12 * (i + 1)}
+      for bench, metric in (("id", "success"), ("recognition_id", "recognition_accuracy"),
+                            ("visual_ood", "success"),
+                            ("recognition_visual_ood", "recognition_accuracy")):
+        record[f"eval/{bench}/{metric}"] = 0.5 + slope * i
+        record[f"eval/{bench}/{metric}_stderr"] = 0.02
+      records.append(record)
+  out = plots.plot_recognition(records, str(tmp_path / "rec.png"))
+  image = np.asarray(Image.open(out).convert("L"), dtype=float)
+  assert image.shape[1] > 2 * image.shape[0] * 0.9 and image.std() > 5  # two panels
+  only_id = [{k: v for k, v in r.items() if "visual" not in k} for r in records]
+  out = plots.plot_recognition(only_id, str(tmp_path / "rec_id.png"))
+  assert np.asarray(Image.open(out)).shape[1] < image.shape[1]  # one panel
+  with pytest.raises(ValueError, match="recognition_accuracy"):
+    plots.plot_recognition([{k: v for k, v in r.items() if "recognition" not in k}
+                            for r in records], str(tmp_path / "none.png"))

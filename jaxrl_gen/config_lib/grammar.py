@@ -17,7 +17,7 @@ MODES = ("play", "sft", "rl", "grpo", "eval")
 IMPLEMENTED_MODES = MODES
 RL_MODES = ("rl", "grpo")
 # Presets trained from random init on a CPU (the embedded 2048-id tokenizer fits them).
-TOY_PRESETS = ("tiny", "tiny-text", "small", "small-text")
+TOY_PRESETS = ("tiny", "tiny-text", "mini-vision", "small", "small-text")
 
 
 class ConfigError(ValueError):

@@ -63,6 +63,10 @@ class TextConfig:
   # Mllama's embedding table has rows past the vocabulary (the `<|image|>` token and spares);
   # the LM head covers `vocab_size` only.
   extra_embeddings: int = 0
+  # The tanh gates' value in a model built from random init (checkpoints bring their own).
+  # transformers starts them at 0; a model trained from scratch then never opens them: no
+  # gradient reaches the cross-attention or the vision tower while the gate is 0.
+  cross_attention_gate_init: float = 0.0
   bos_token_id: int | None = 128000
   eos_token_id: int | tuple[int, ...] | None = 128001
   pad_token_id: int | None = None

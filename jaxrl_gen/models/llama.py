@@ -121,11 +121,12 @@ class CrossAttentionLayer(nnx.Module):
     kw = dict(rngs=rngs, dtype=config.dtype, param_dtype=config.param_dtype, stack=stack)
     self.input_layernorm = layers.RMSNorm(t.hidden_size, t.rms_norm_eps, **kw)
     self.cross_attn = CrossAttention(config, rngs=rngs, stack=stack)
-    self.cross_attn_attn_gate = layers.make_param(rngs, layers.zeros, (1,), (None,),
+    gate = layers.constant(t.cross_attention_gate_init)
+    self.cross_attn_attn_gate = layers.make_param(rngs, gate, (1,), (None,),
                                                   config.param_dtype, stack)
     self.post_attention_layernorm = layers.RMSNorm(t.hidden_size, t.rms_norm_eps, **kw)
     self.mlp = layers.SwiGLU(t.hidden_size, t.intermediate_size, **kw)
-    self.cross_attn_mlp_gate = layers.make_param(rngs, layers.zeros, (1,), (None,),
+    self.cross_attn_mlp_gate = layers.make_param(rngs, gate, (1,), (None,),
                                                  config.param_dtype, stack)
 
 

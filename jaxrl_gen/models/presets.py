@@ -4,6 +4,9 @@
     tiny                  Mllama for CPU tests: 5 text layers [self x3, cross, self], hidden 128,
                           vocab 2048 (+8 embedding rows; `<|image|>` = 2048), 56 px tiles.
     tiny-text             its text-only Llama sibling (4 layers, tied embeddings).
+    mini-vision           Mllama for the GP-VL miniature (configs/gp_vl_mini.py): tiny's text
+                          decoder over a ViT that reads one 96 px tile in 24 px patches (the
+                          rendered hand at its own size: no resize, no tiling).
     small                 Mllama for CPU benchmarks (~90M parameters), 224 px tiles.
     small-text            its text-only sibling.
     llama-3.2-1b / -3b    text-only, tied embeddings, RoPE factor 32.
@@ -16,6 +19,7 @@ The source of truth for preset names (`config_lib.PRESETS` reads `NAMES`); JAX-f
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from jaxrl_gen.models.config import ModelConfig, RopeScaling, TextConfig, VisionConfig
@@ -57,6 +61,15 @@ _BUILDERS: dict[str, Callable[[], ModelConfig]] = {
         vision=VisionConfig(hidden_size=64, num_layers=4, num_global_layers=1, num_heads=2,
                             intermediate_size=256, image_size=56, intermediate_layers=(1, 3))),
     "tiny-text": lambda: ModelConfig(text=_tiny_text(False)),
+    # 4x4 patches of 24 px: card i of the 96 px canvas lies in patch column i, rows 1-2. One
+    # tile: the canvas is square, so Mllama's tiling would only upscale it.
+    # Open gates: trained from scratch, transformers' closed ones never open.
+    "mini-vision": lambda: ModelConfig(
+        text=dataclasses.replace(_tiny_text(True), cross_attention_gate_init=0.5),
+        image_token_id=2048,
+        vision=VisionConfig(hidden_size=64, num_layers=3, num_global_layers=1, num_heads=2,
+                            intermediate_size=256, image_size=96, patch_size=24, max_num_tiles=1,
+                            supported_aspect_ratios=((1, 1),), intermediate_layers=(0, 2))),
     "small": lambda: ModelConfig(
         text=_small_text(True), image_token_id=2048,
         vision=VisionConfig(hidden_size=384, num_layers=8, num_global_layers=2, num_heads=6,
