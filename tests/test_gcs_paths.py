@@ -219,6 +219,25 @@ def test_the_experiments_files_in_a_gcs_workdir(gcs):
   assert json.loads((root / "phase_seconds.json").read_text()) == {"rl": 1.5}
 
 
+def test_the_experiments_report_is_written_to_a_gcs_workdir(gcs):
+  """The experiment's last step: curves.jsonl, the figures, summary.json and summary.md, all
+  written through epath to the bucket (no local folder of that name)."""
+  config = gp_config("l,sft,tiny-text", episodes=2, verify_iter=1)
+  config.eval.benchmarks = "id"
+  init = {"eval/id/success": 0.25, "eval/id/success_stderr": 0.1, "flops": 1.0}
+  curves = [dict(init, branch=b) for b in ("rl", "sft")]
+  curves += [dict(init, branch="rl", flops=2.0, **{"eval/id/success": 0.5}),
+             dict(init, branch="sft", flops=2.0, **{"eval/id/success": 0.75})]
+  summary = experiment._report(config, f"{BUCKET}/exp", curves, {"init": init}, ("rl", "sft"))
+  root = epath.Path(f"{BUCKET}/exp")
+  assert summary["sft"]["eval/id/success"] == 0.75
+  assert json.loads((root / "summary.json").read_text())["init"] == init
+  assert len((root / "curves.jsonl").read_text().splitlines()) == 4
+  assert (root / "generalization.png").read_bytes()[:4] == b"\x89PNG"
+  assert "| init |" in (root / "summary.md").read_text()
+  assert not os.path.exists("gs:")
+
+
 def test_a_config_change_is_recorded_in_a_gcs_workdir(gcs):
   """`--allow_config_changes` appends to <workdir>/config_changes.jsonl: on GCS by rewriting."""
   paths.append_text(f"{BUCKET}/run/{run_lib.CHANGES}", '{"key": "a"}\n')
