@@ -103,10 +103,8 @@ def pool_seeds(run_dirs: list[str], out: str, label: str = "GP-L miniature") -> 
   names = plots.benchmarks_in(records)
   plots.plot(records, os.path.join(out, "seeds.png"), panels=names,
              title=f"{label}, {len(run_dirs)} training seeds pooled")
-  try:
+  if plots.has_probes(records):
     plots.plot_probes(records, os.path.join(out, "seeds_probes.png"))
-  except ValueError:  # no probes measured
-    pass
   ends = {}
   summaries = [_read_json(os.path.join(d, "summary.json")) for d in run_dirs]
   for phase in _phases(summaries):

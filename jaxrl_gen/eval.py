@@ -343,8 +343,10 @@ def outcomes(log_dir: str, benchmark_name: str) -> list[dict]:
   None in logs written before they were logged. A log without its final record (an
   evaluation still running or stopped) is a ValueError: its hands would not pair."""
   out, index = [], 0
-  while (epath.Path(log_dir) / seed_log_name(benchmark_name, index)).exists():
+  while True:
     path = os.path.join(log_dir, seed_log_name(benchmark_name, index))
+    if not epath.Path(path).exists():
+      break
     records = metrics.read_jsonl(path)
     if not records or "Step Number" not in records[-1]:
       raise ValueError(f"{path}: no final record; the evaluation did not finish")
@@ -353,8 +355,7 @@ def outcomes(log_dir: str, benchmark_name: str) -> list[dict]:
                    for r in summaries), key=lambda r: r["sample_id"])
     index += 1
   if not index:
-    raise FileNotFoundError(f"{os.path.join(log_dir, seed_log_name(benchmark_name, 0))}: no"
-                            f" evaluation log of benchmark {benchmark_name!r}")
+    raise FileNotFoundError(f"{path}: no evaluation log of benchmark {benchmark_name!r}")
   return out
 
 

@@ -44,8 +44,8 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from jaxrl_gen import envs, eval as eval_lib, metrics as metrics_lib, parallel, plots, sampling
-from jaxrl_gen import config_lib
+from jaxrl_gen import (config_lib, envs, eval as eval_lib, metrics as metrics_lib, parallel,
+                       plots, sampling)
 from jaxrl_gen.models import mllama, presets
 from jaxrl_gen.policy import ModelPolicy
 from jaxrl_gen.train import loop as sft_loop, restore, rl

@@ -124,11 +124,20 @@ PROBE_PANELS = (
 )
 
 
+def _probe_specs(records: Sequence[dict]) -> list:
+  return [(name, lines, unit) for name, lines, unit in PROBE_PANELS
+          if any(series(records, b, m) for b, m, _ in lines)]
+
+
+def has_probes(records: Sequence[dict]) -> bool:
+  """Whether the records hold any memorization probe `plot_probes` draws."""
+  return bool(_probe_specs(records))
+
+
 def plot_probes(records: Sequence[dict], out_path: str, *, title: str | None = None) -> str:
   """The memorization probes (`jaxrl_gen.probes`) against training FLOPs, one panel each of
   those the records hold."""
-  specs = [(name, lines, unit) for name, lines, unit in PROBE_PANELS
-           if any(series(records, b, m) for b, m, _ in lines)]
+  specs = _probe_specs(records)
   if not specs:
     raise ValueError("no memorization probes in the records")
   return _figure(records, out_path, specs, None, title)

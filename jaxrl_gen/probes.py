@@ -42,10 +42,9 @@ def sft_pairs(config, count: int, split: str) -> list[experts.Pair]:
   """The first `count` single-turn expert pairs of config.data's `split` ('train', 'test')."""
   params = envs.params_from_config(config)
   options = dict(sources.task_options(config), revisions=0)
-  pairs, index = [], 0
+  pairs, index, seed = [], 0, config_lib.seed_of(config, "data")
   while len(pairs) < count:
-    pairs += experts.episode_pairs(config.task, params, options, config_lib.seed_of(config, "data"),
-                                   SPLITS[split], index)
+    pairs += experts.episode_pairs(config.task, params, options, seed, SPLITS[split], index)
     index += 1
   return pairs[:count]
 

@@ -1,8 +1,8 @@
 """Run files through `etils.epath`: metric records written, cut back on resume and read back
 in a local workdir and in a gs:// one (conftest's `fake_gcs`: fsspec's memory file system
-under the gs protocol, which refuses appends as GCS does); checkpoints saved and restored locally, and a
-gs:// checkpoint directory handed to orbax as it is (orbax's gs:// support needs
-google-cloud-storage and a real bucket, so it is not run here)."""
+under the gs protocol, which refuses appends as GCS does); checkpoints saved and restored
+locally, and a gs:// checkpoint directory handed to orbax as it is (orbax's gs:// support
+needs google-cloud-storage and a real bucket, so it is not run here)."""
 
 import os
 
