@@ -4,6 +4,7 @@ paired tests of its claims over the runs.
     python benchmarks/mini_study.py --runs=3 --out=runs/mini_bench     # the 15-minute figure
     python benchmarks/mini_study.py --runs=3 --report                  # and the paired tests
     python benchmarks/mini_study.py --report --out=runs/mini_bench     # the tests only
+    python benchmarks/mini_study.py --report --records=docs/mini_bench/gp_mini   # + records
     python benchmarks/mini_study.py --config=configs/gp_vl_mini.py --runs=3 --report \
         --out=runs/mini_vl                                             # another miniature
 
@@ -278,6 +279,46 @@ def report_markdown(result: dict) -> str:
   return "\n".join(lines)
 
 
+OUT_FILES = ("timings.json", "report.json", "report.md", "seeds.md", "seeds.jsonl", "seeds.png",
+             "seeds_probes.png")
+RUN_FILES = ("summary.json", "summary.md", "phase_seconds.json", "curves.jsonl")
+
+
+def export_records(out: str, dest: str) -> list[str]:
+  """The study's raw records, small enough to commit (docs/mini_bench/): `out`'s timings,
+  report and pooled curves, and per finished run its summary, phase split, curves and
+  `outcomes.jsonl.gz`, one line per hand {phase, benchmark, eval_seed, sample_id, hand,
+  success, attempts, reward, steps} of each phase's last evaluation (what `report` pairs;
+  the full step logs stay in the workdirs). Returns the files written."""
+  import gzip  # noqa: PLC0415
+  import shutil  # noqa: PLC0415
+
+  written = []
+  os.makedirs(dest, exist_ok=True)
+  for name in OUT_FILES:
+    if os.path.exists(os.path.join(out, name)):
+      shutil.copyfile(os.path.join(out, name), os.path.join(dest, name))
+      written.append(os.path.join(dest, name))
+  for run_dir in run_dirs(out):
+    run = load_run(run_dir)
+    if run is None:
+      continue
+    target = os.path.join(dest, os.path.basename(run_dir))
+    os.makedirs(target, exist_ok=True)
+    for name in RUN_FILES:
+      if os.path.exists(os.path.join(run_dir, name)):
+        shutil.copyfile(os.path.join(run_dir, name), os.path.join(target, name))
+        written.append(os.path.join(target, name))
+    path = os.path.join(target, "outcomes.jsonl.gz")
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+      for phase, benchmarks in run["outcomes"].items():
+        for benchmark, hands in benchmarks.items():
+          f.writelines(json.dumps({"phase": phase, "benchmark": benchmark, **hand}) + "\n"
+                       for hand in hands)
+    written.append(path)
+  return written
+
+
 def _trials(record: dict, key: str) -> float:
   """The number of trials behind a rate: p(1-p)/stderr^2 (episodes or answers)."""
   p, stderr = record[key], record[key + "_stderr"]
@@ -296,6 +337,9 @@ def main(argv=None) -> int:
   p.add_argument("--peer", action="store_true", help="time the pre-miniature main job instead")
   p.add_argument("--report", action="store_true", help="write <out>/report.md and report.json:"
                  " the paired tests over <out>/run_* (after training --runs, or alone)")
+  p.add_argument("--records", default="", help="with --report: copy the raw records to commit"
+                 " (timings, report, each run's summary and per-hand outcomes) here, e.g."
+                 " docs/mini_bench/gp_mini")
   args, extra = p.parse_known_args(argv)
   runs = args.runs if args.runs is not None else (0 if args.report else 3)
   label = os.path.basename(args.config).partition(":")[0].removesuffix(".py")
@@ -327,6 +371,8 @@ def main(argv=None) -> int:
     print(open(os.path.join(args.out, "seeds.md")).read())
   if args.report:
     print(open(os.path.join(args.out, "report.md")).read())
+    if args.records:
+      print(f"{len(export_records(args.out, args.records))} record files in {args.records}")
   return 0
 
 

@@ -146,6 +146,27 @@ def test_report_alone_trains_nothing_and_pools_the_curves(mini_study, runs, monk
   assert "Paired tests over 2 training seeds (42, 43)" in capsys.readouterr().out
 
 
+def test_records_hold_every_finished_runs_per_hand_outcomes(mini_study, runs, tmp_path):
+  """--records: what docs/mini_bench/ commits; its per-hand lines are the report's hands."""
+  import gzip  # noqa: PLC0415
+
+  dest = tmp_path / "records"
+  assert mini_study.main(["--report", f"--out={runs}", f"--records={dest}"]) == 0
+  assert json.loads((dest / "report.json").read_text()) == json.loads(
+      (runs / "report.json").read_text())
+  assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["run_42", "run_43"]
+  for seed in (42, 43):
+    with gzip.open(dest / f"run_{seed}" / "outcomes.jsonl.gz", "rt") as f:
+      lines = [json.loads(line) for line in f]
+    assert (dest / f"run_{seed}" / "summary.json").exists()
+    assert len(lines) == len(END_DIRS) * len(SOLVED) * SEEDS_PER_EVAL * HANDS
+    for name, by_seed in SOLVED.items():
+      for phase, solved in by_seed[seed].items():
+        got = {o["eval_seed"] * HANDS + o["sample_id"] for o in lines
+               if o["phase"] == phase and o["benchmark"] == name and o["success"]}
+        assert got == solved, (seed, name, phase)
+
+
 def test_config_drives_the_trained_command(mini_study, tmp_path, monkeypatch):
   commands = []
 
