@@ -1,7 +1,7 @@
 """The main job's wall time: the miniature study end to end, timed as a user runs it, and the
 paired tests of its claims over the runs.
 
-    python benchmarks/mini_study.py --runs=3 --out=runs/mini_bench     # the 15-minute figure
+    python benchmarks/mini_study.py --runs=3 --out=runs/mini_bench     # the wall-time figure
     python benchmarks/mini_study.py --runs=3 --report                  # and the paired tests
     python benchmarks/mini_study.py --report --out=runs/mini_bench     # the tests only
     python benchmarks/mini_study.py --report --records=docs/mini_bench/gp_mini   # + records
