@@ -50,7 +50,7 @@ def test_metric_records_are_written_cut_back_on_resume_and_read_back(workdir, tm
   assert not os.path.exists(tmp_path / "gs:")
 
 
-def test_checkpointer_saves_and_restores_a_pytree_and_the_iterator(tmp_path, monkeypatch):
+def test_checkpointer_saves_restores_and_removes_a_killed_saves_leftovers(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   state = {"w": jnp.arange(4.0), "b": {"step": jnp.int32(7)}}
   iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
@@ -62,9 +62,14 @@ def test_checkpointer_saves_and_restores_a_pytree_and_the_iterator(tmp_path, mon
   assert saver.save(2, state, iterator)
   saver.close()
 
+  leftover = tmp_path / "run" / "checkpoints" / "4.orbax-checkpoint-tmp" / "state"
+  leftover.mkdir(parents=True)  # what a run killed mid-save leaves
+  (leftover / "partial").write_bytes(b"x" * 1000)
+
   config = ml_collections.ConfigDict({"checkpoint": {"every": 2, "keep": 1,
                                                      "async_save": False}})
   loader = checkpoint_lib.from_config(config, str(tmp_path / "run"))
+  assert os.listdir(tmp_path / "run" / "checkpoints") == ["2"]  # the next start removes it
   fresh = iter(grain.MapDataset.range(10).to_iter_dataset())
   zeros = {"w": jnp.zeros(4), "b": {"step": jnp.int32(0)}}
   restored, step = loader.restore_or(zeros, fresh)
@@ -75,7 +80,7 @@ def test_checkpointer_saves_and_restores_a_pytree_and_the_iterator(tmp_path, mon
   assert next(fresh) == 3  # where the saved iterator was
 
 
-def test_a_gs_checkpoint_directory_reaches_orbax_as_it_is(monkeypatch, tmp_path):
+def test_a_gs_checkpoint_directory_reaches_orbax_as_it_is(monkeypatch, tmp_path, fake_gcs):
   monkeypatch.chdir(tmp_path)
   given = []
   monkeypatch.setattr(checkpoint_lib.ocp, "CheckpointManager",

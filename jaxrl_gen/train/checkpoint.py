@@ -9,15 +9,18 @@ corrupt) is named in a one-line warning and moved to `<directory>.unusable/<step
 can write that step again; when none restores, `CheckpointError` (one line) and nothing moves.
 
 Saves are asynchronous by default; a run killed mid-save leaves an unfinished temporary
-directory that orbax ignores, so the last complete checkpoint wins. Orbax deletes the
-checkpoints beyond `keep` only once the new one is committed (its save-finalize step, after
-the write succeeded), so an older checkpoint never goes before a newer one is complete. A
-save that fails (a full disk) is a one-line `CheckpointError` naming the checkpoint and, for
-a full disk, the bytes it needs; it surfaces at the next `save` or `wait` when it failed in
-the background, and its temporary directory is removed. The iterator position is taken when
-`save` is called (a snapshot), so a save that finishes in the background still records the
-batches the saved state has seen. The directory may be local or a URL such as gs:// (orbax
-handles both; gs:// needs gcsfs and google-cloud-storage installed).
+directory that orbax ignores, so the last complete checkpoint wins, and the next run's start
+removes it. Orbax deletes the checkpoints beyond `keep` only once the new one is committed
+(its save-finalize step, after the write succeeded), so an older checkpoint never goes
+before a newer one is complete. A save that fails (a full disk) is a one-line
+`CheckpointError` naming the checkpoint and, for a full disk, the bytes it needs; it
+surfaces at the next `save` or `wait` when it failed in the background, and its temporary
+directory is removed. Orbax reports the first write that fails while the save's other writes
+go on, so one of them may put that directory back; the next run's start removes it then. The
+iterator position is taken when `save` is called (a snapshot), so a save that finishes in
+the background still records the batches the saved state has seen. The directory may be
+local or a URL such as gs:// (orbax handles both; gs:// needs gcsfs and google-cloud-storage
+installed).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True,
             enable_async_checkpointing=async_save))
+    self._remove_temporary("*")  # what a killed run or a failed save left
 
   @property
   def latest_step(self) -> int | None:
@@ -129,6 +133,14 @@ class Checkpointer:
       multihost_utils.sync_global_devices("jaxrl_gen checkpoints set aside")
     self.manager.reload()
 
+  def _remove_temporary(self, step: str):
+    """Removes the unfinished temporary directories of `step` (a glob pattern), on process 0.
+    Orbax's own start-up cleanup runs in the background until the first save; this one is
+    done when the run starts."""
+    if jax.process_index() == 0:
+      for tmp in self.directory.glob(f"{step}{ocp.path.atomicity_types.TMP_DIR_SUFFIX}*"):
+        tmp.rmtree()
+
   def wait(self):
     """Blocks until the save in flight is written; raises `CheckpointError` if it failed."""
     with self._failures():
@@ -144,9 +156,7 @@ class Checkpointer:
     except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many types)
       step, nbytes = self._pending
       self._pending = None
-      if jax.process_index() == 0:
-        for tmp in self.directory.glob(f"{step}{ocp.path.atomicity_types.TMP_DIR_SUFFIX}*"):
-          tmp.rmtree()
+      self._remove_temporary(str(step))
       self.manager.reload()
       kept = self.manager.latest_step()
       kept = (f"checkpoint {kept} is intact" if kept is not None
