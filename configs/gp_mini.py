@@ -27,8 +27,8 @@ miniature gives the tiny model that skill first, then runs the paper's protocol 
 The model is `tiny-text` (1M parameters) and the prompt the compact template
 (`env.prompt='compact'`: "J=10 Q=10 K=10. Target 24. Cards: A, 3, K, 6.", answered
 {"number": [...], "formula": "..."}), so the whole job takes about 10 minutes on 2 CPU cores
-(`python benchmarks/mini_study.py --runs=5`: median 600 s,
-docs/mini_bench/gp_mini/timings.json). Every other key is configs/gp.py's, overridable as there (e.g.
+(`python benchmarks/mini_study.py --runs=5`: median 600 s, docs/mini_bench/gp_mini/timings.json).
+Every other key is configs/gp.py's, overridable as there (e.g.
 `--config.experiment.branches=rl,sft,grpo,grpo_judge`).
 """
 

@@ -133,12 +133,12 @@ class Checkpointer:
       multihost_utils.sync_global_devices("jaxrl_gen checkpoints set aside")
     self.manager.reload()
 
-  def _remove_temporary(self, step: str):
-    """Removes the unfinished temporary directories of `step` (a glob pattern), on process 0.
-    Orbax's own start-up cleanup runs in the background until the first save; this one is
-    done when the run starts."""
+  def _remove_temporary(self, steps: str):
+    """Removes the unfinished temporary directories of `steps` (a step, or a glob pattern of
+    steps), on process 0. Orbax's own start-up cleanup runs in the background until the first
+    save; this one is done when the run starts."""
     if jax.process_index() == 0:
-      for tmp in self.directory.glob(f"{step}{ocp.path.atomicity_types.TMP_DIR_SUFFIX}*"):
+      for tmp in self.directory.glob(f"{steps}{ocp.path.atomicity_types.TMP_DIR_SUFFIX}*"):
         tmp.rmtree()
 
   def wait(self):
